@@ -1,0 +1,81 @@
+"""The ``inverity`` command line (typer). Thin: every command calls the public API.
+
+Commands live in one module per area (``cli/_codecs.py``, ``cli/_pipeline.py``, ...), each registering onto
+``app``; this module only wires them and applies the error convention of DESIGN.md: one line on stderr
+beginning ``inverity: error:``, exit 2, no traceback unless ``--debug``.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import typer
+
+__all__ = ["app", "main", "fail"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="inverity: route every image to the codec stage that fits it, and verify it.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: corruptions, rd, routing.")
+app.add_typer(bench_app, name="bench")
+
+_state: dict[str, Any] = {"debug": False}
+
+#: command modules, imported in this order; a missing one (work in progress) must not break the others
+_COMMAND_MODULES = ("_codecs", "_pipeline", "_analyse", "_verify", "_bench", "_report", "_serve", "_train")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    """Print the one-line error and return an Exit to raise."""
+    typer.echo(f"inverity: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+for _name in _COMMAND_MODULES:
+    try:
+        importlib.import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__name__}.{_name}":
+            raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app with the error convention; returns the exit code."""
+    from ..errors import InverityError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="inverity", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except KeyboardInterrupt:
+        typer.echo("inverity: error: interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's single error boundary
+        import click
+
+        if debug:
+            raise
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, (InverityError, OSError)):
+            msg = f"{type(exc).__name__}: {msg}"
+        typer.echo(f"inverity: error: {msg}", err=True)
+        return 2
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

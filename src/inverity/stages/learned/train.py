@@ -1,0 +1,247 @@
+"""Train the learned stage: random crops, RD loss λ·255²·MSE + bpp, Adam, checkpoint + resume.
+
+One variable-rate network is trained for every quality at once: each crop in a batch draws its own quality
+index, so every gain unit sees gradients every step. The learning rate warms up, holds, then decays on a
+cosine to ``lr_min`` by ``--steps`` (decay is where much of a short schedule's quality comes from).
+
+Checkpoints (model + optimiser + step + RNG) go to ``--ckpt`` every ``--ckpt-every`` steps and on exit, so an
+interrupted run resumes where it stopped; ``--export`` writes the bare weights plus a JSON provenance record
+(training image list hash, steps, λ per quality, validation bpp/PSNR).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import ScaleHyperprior
+
+__all__ = ["TrainConfig", "train", "load_folder", "evaluate"]
+
+IMAGE_EXTS = (".png", ".webp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
+
+
+@dataclass
+class TrainConfig:
+    train_dir: str
+    val_dir: str | None = None
+    ckpt: str = "checkpoints/learned.pt"
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 5e-4
+    lr_min: float = 2e-5
+    warmup: int = 500
+    decay_start: float = 0.5
+    clip: float = 1.0
+    N: int = 64
+    M: int = 96
+    ckpt_every: int = 250
+    val_every: int = 1000
+    val_images: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+    log: str | None = None
+    history: list = field(default_factory=list)
+
+
+def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
+    """All RGB images of a folder as uint8 arrays (sorted by name), and their names."""
+    import imagecodecs
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    arrays, names = [], []
+    for p in files:
+        a = imagecodecs.imread(str(p))
+        if a.ndim == 2:
+            a = np.repeat(a[:, :, None], 3, axis=2)
+        a = a[:, :, :3]
+        if a.dtype != np.uint8:
+            continue
+        arrays.append(np.ascontiguousarray(a))
+        names.append(p.name)
+    if not arrays:
+        raise ValueError(f"no usable 8-bit images in {folder}")
+    return arrays, names
+
+
+def list_hash(folder: str | Path, names: list[str]) -> str:
+    h = hashlib.sha256()
+    for n in names:
+        h.update(n.encode())
+        h.update(hashlib.sha256((Path(folder) / n).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _batch(images: list[np.ndarray], batch: int, crop: int, rng: random.Random) -> torch.Tensor:
+    out = np.empty((batch, crop, crop, 3), np.uint8)
+    for i in range(batch):
+        a = images[rng.randrange(len(images))]
+        h, w = a.shape[:2]
+        if h < crop or w < crop:
+            a = np.pad(a, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="reflect")
+            h, w = a.shape[:2]
+        y, x = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+        c = a[y : y + crop, x : x + crop]
+        if rng.random() < 0.5:
+            c = c[:, ::-1]
+        out[i] = c
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def pad64(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % 64, (-w) % 64
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+@torch.no_grad()
+def evaluate(model: ScaleHyperprior, images: list[np.ndarray], device: str = "cpu") -> list[dict]:
+    """Estimated bpp (likelihoods) and PSNR per quality on whole images."""
+    model.eval()
+    res = []
+    for q in range(model.num_qualities):
+        bpp, psnr = [], []
+        for a in images:
+            x = torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255).to(device)
+            h, w = x.shape[-2:]
+            out = model(pad64(x), torch.tensor([q], device=device))
+            x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
+            mse = F.mse_loss(torch.round(x_hat * 255), x * 255).item()
+            psnr.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+            bpp.append(out["bits"].item() / (h * w))
+        res.append({"quality": q + 1, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(psnr))})
+    model.train()
+    return res
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    start = int(cfg.decay_start * cfg.steps)
+    if step < start:
+        return cfg.lr
+    t = min(1.0, (step - start) / max(1, cfg.steps - start))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    images, names = load_folder(cfg.train_dir)
+    val_images: list[np.ndarray] = []
+    if cfg.val_dir:
+        val_images = load_folder(cfg.val_dir)[0][: cfg.val_images]
+    model = ScaleHyperprior(cfg.N, cfg.M).to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = 0
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    ckpt = Path(cfg.ckpt)
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        cfg.history = state.get("history", [])
+        print(f"resumed from {ckpt} at step {step}", flush=True)
+    train_hash = list_hash(cfg.train_dir, names)
+    lambdas = torch.tensor(model.lambdas, device=cfg.device)
+    stop = {"now": False}
+
+    def _on_signal(signum, frame):  # finish the step, checkpoint, exit
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    def save() -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state(), "history": cfg.history,
+                    "config": {k: v for k, v in asdict(cfg).items() if k != "history"},
+                    "train_hash": train_hash, "train_count": len(names)}, tmp)
+        os.replace(tmp, ckpt)
+
+    t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
+    model.train()
+    while step < cfg.steps and not stop["now"]:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(cfg, step)
+        x = _batch(images, cfg.batch, cfg.crop, rng).to(cfg.device)
+        q = torch.randint(0, model.num_qualities, (cfg.batch,), device=cfg.device)
+        out = model(x, q)
+        mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
+        bpp = out["bits"] / (x.shape[-1] * x.shape[-2])
+        loss = (lambdas[q] * 255**2 * mse + bpp).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        step += 1
+        run_loss += loss.item(); run_bpp += bpp.mean().item(); run_mse += mse.mean().item()
+        if step % 100 == 0:
+            dt = time.time() - t0
+            print(f"step {step} loss {run_loss/100:.4f} bpp {run_bpp/100:.3f} mse {run_mse/100:.5f} "
+                  f"lr {_lr_at(cfg, step):.2e} {dt/100:.3f}s/step", flush=True)
+            t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
+        if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
+            res = evaluate(model, val_images, cfg.device)
+            cfg.history.append({"step": step, "val": res})
+            print("val", step, " ".join(f"q{r['quality']}:{r['bpp']:.3f}/{r['psnr']:.2f}" for r in res), flush=True)
+        if step % cfg.ckpt_every == 0:
+            save()
+    save()
+    if export:
+        export_weights(model, export, cfg, train_hash, len(names), step)
+    return model
+
+
+def export_weights(model: ScaleHyperprior, path: str | Path, cfg: TrainConfig, train_hash: str,
+                   train_count: int, step: int) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+    prov = {"architecture": {"N": model.N, "M": model.M, "lambdas": list(model.lambdas)},
+            "train_dir": Path(cfg.train_dir).name, "train_images": train_count, "train_list_sha256": train_hash,
+            "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "lr_min": cfg.lr_min,
+            "validation": cfg.history[-1] if cfg.history else None}
+    path.with_suffix(".json").write_text(json.dumps(prov, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("train_dir")
+    p.add_argument("--val-dir")
+    p.add_argument("--export")
+    for f in TrainConfig.__dataclass_fields__.values():
+        if f.name in ("train_dir", "val_dir", "history", "log"):
+            continue
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default) if f.default is not None else str,
+                       default=f.default)
+    a = vars(p.parse_args(argv))
+    export = a.pop("export")
+    cfg = TrainConfig(**a)
+    train(cfg, export)
+
+
+if __name__ == "__main__":
+    main()
