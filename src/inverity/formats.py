@@ -39,6 +39,8 @@ def sniff(data: bytes) -> str | None:
     True
     """
     head = bytes(data[:512])
+    if head[128:132] == b"DICM":  # before TIFF: some DICOM preambles are TIFF headers (dual-personality files)
+        return "dicom"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"mif1", b"msf1", b"heic", b"heix"):

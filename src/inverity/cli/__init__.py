@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="inverity", standalone_mode=False)
+        # with standalone_mode=False click returns (not raises) the code of a typer.Exit
+        rc = app(args=args, prog_name="inverity", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{type(exc).__name__}: {msg}"
         typer.echo(f"inverity: error: {msg}", err=True)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def entry() -> None:

@@ -139,6 +139,8 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
 def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # denormal floats (GDN/latent tails late in training) slow CPU kernels 10-100x; flush them to zero
+    torch.set_flush_denormal(True)
     images, names = load_folder(cfg.train_dir)
     val_images: list[np.ndarray] = []
     if cfg.val_dir:

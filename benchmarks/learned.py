@@ -1,0 +1,153 @@
+"""Rate–distortion of the learned stage against JPEG, WebP (lossy), AVIF and JPEG XL, measured in one run.
+
+Usage::
+
+    python benchmarks/learned.py --data ../shared/datasets/kodak [--limit 4] [--model hp-gain]
+        [--anchors jpeg,webp,avif,jxl] [--json OUT.json]
+
+Rates are real file sizes: for the learned stage the whole ``.inv`` (payload + container header + CRC), for
+the others the files the inverity stages write (JPEG: libjpeg-turbo 4:2:0 with optimised Huffman tables;
+WebP: libwebp lossy, method 4; AVIF: libavif speed 6; JPEG XL: libjxl effort 5). Quality is PSNR on 8-bit
+RGB and MS-SSIM (``inverity.metrics.ms_ssim``, on luma) — each averaged over the images per quality setting,
+as CompressAI reports Kodak. BD-rate is Bjøntegaard's (VCEG-M33: cubic fit of log-rate over PSNR, integrated
+over the overlapping PSNR range; ``inverity.bench.bdrate``); negative = the learned stage needs fewer bits.
+A pair of curves that do not overlap in PSNR has no BD-rate ("n/a").
+
+Times are wall-clock seconds per image on this CPU, one run each (the machine may be shared; treat them as
+indicative). The learned encode time *includes* the self-check decode that pins the reconstruction hash.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inverity.bench.bdrate import bd_rate
+from inverity.image import Image
+from inverity.metrics import ms_ssim
+from inverity.stages.base import get_stage
+
+#: quality grids of the anchors (0–100, higher = better); wide enough to overlap a weak learned model
+GRIDS: dict[str, tuple[int, ...]] = {
+    "jpeg": (5, 10, 15, 20, 30, 40, 50, 60, 75, 85, 95),
+    "webp": (2, 5, 10, 20, 30, 40, 50, 60, 75, 85, 95),
+    "avif": (5, 15, 25, 35, 45, 55, 65, 75, 85),
+    "jxl": (5, 15, 25, 35, 45, 55, 65, 75, 85, 95),
+}
+SUFFIXES = {".png", ".ppm", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import imagecodecs
+
+    a = imagecodecs.imread(str(path))
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{path.name}: {a.dtype} (8-bit RGB only)")
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def msssim_db(v: float) -> float:
+    return -10 * math.log10(max(1e-12, 1 - v))
+
+
+def measure(config: dict[str, Any], images: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """Mean bpp / PSNR / MS-SSIM and mean encode/decode seconds of one stage configuration over the images."""
+    stage = get_stage(config)
+    rows = []
+    for name, px in images:
+        img = Image(px)
+        t = time.perf_counter()
+        data = stage.encode(img)
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        rec = stage.decode(data).pixels[:, :, :3]
+        t_dec = time.perf_counter() - t
+        rows.append({"image": name, "bytes": len(data), "bpp": 8 * len(data) / (px.shape[0] * px.shape[1]),
+                     "psnr": psnr(px, rec), "ms_ssim": ms_ssim(px, rec), "enc_s": t_enc, "dec_s": t_dec})
+    mean = {k: statistics.fmean(r[k] for r in rows) for k in ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s")}
+    return {"config": config, **mean, "ms_ssim_db": msssim_db(mean["ms_ssim"]), "images": rows}
+
+
+def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str) -> float | None:
+    try:
+        return bd_rate([p["bpp"] for p in anchor], [p[metric] for p in anchor],
+                       [p["bpp"] for p in test], [p[metric] for p in test])
+    except ValueError:
+        return None
+
+
+def run(data: Path, limit: int | None, model: str | None, anchors: list[str]) -> dict[str, Any]:
+    from inverity.stages.learned import zoo
+
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in SUFFIXES)[:limit]
+    images = [(p.name, read_rgb(p)) for p in files]
+    info = zoo.model_info(model)
+    curves: dict[str, list[dict[str, Any]]] = {}
+    opts = {"model": model} if model else {}
+    curves["learned"] = [measure({"id": "learned", "quality": q, **opts}, images) for q in info.qualities]
+    for codec in anchors:
+        curves[codec] = [measure({"id": codec, "quality": q}, images) for q in GRIDS[codec]]
+    bd = {codec: {"psnr": _bd(curves[codec], curves["learned"], "psnr"),
+                  "ms_ssim_db": _bd(curves[codec], curves["learned"], "ms_ssim_db")} for codec in anchors}
+    return {"data": str(data), "images": [n for n, _ in images], "model": info.to_dict(), "curves": curves,
+            "bd_rate_learned_vs": bd}
+
+
+def _fmt(v: float | None, nd: int = 2, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:+.1f}%" if pct else f"{v:.{nd}f}"
+
+
+def render(res: dict[str, Any]) -> str:
+    m = res["model"]
+    lines = [f"# Learned stage vs standard codecs — {len(res['images'])} images from {res['data']}", "",
+             f"Model `{m['name']}` v{m['version']} (sha256 {m['sha256'][:16]}…, "
+             f"{m['provenance'].get('steps')} training steps). Means over images per quality setting.", "",
+             "| codec | q | bpp | PSNR dB | MS-SSIM | enc s | dec s |", "|---|---|---|---|---|---|---|"]
+    for codec, pts in res["curves"].items():
+        for p in pts:
+            lines.append(f"| {codec} | {p['config']['quality']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
+                         f"{p['ms_ssim']:.4f} | {p['enc_s']:.3f} | {p['dec_s']:.3f} |")
+    lines += ["", "BD-rate of the learned stage (negative = fewer bits at equal quality):", "",
+              "| anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|"]
+    for codec, bd in res["bd_rate_learned_vs"].items():
+        lines.append(f"| {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--model", default=None, help="zoo model name (default: the registry's default)")
+    p.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated: jpeg,webp,avif,jxl")
+    p.add_argument("--json", type=Path, default=None, help="also write every measurement as JSON")
+    a = p.parse_args(argv)
+    anchors = [c for c in a.anchors.split(",") if c]
+    unknown = set(anchors) - set(GRIDS)
+    if unknown:
+        p.error(f"unknown anchors {sorted(unknown)}; choose from {sorted(GRIDS)}")
+    res = run(a.data, a.limit, a.model, anchors)
+    print(render(res))
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

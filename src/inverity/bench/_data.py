@@ -1,0 +1,67 @@
+"""Dataset plumbing shared by the benchmarks: find images in a folder, read pixels, write PNGs atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_write_bytes
+from ..errors import InputError
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "read_pixels", "write_png", "corrupted_path", "image_key"]
+
+#: file suffixes the benchmarks treat as images when walking a dataset folder
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm",
+                                            ".pgm", ".jxl", ".avif"})
+
+
+def list_images(root: str | os.PathLike[str], limit: int | None = None) -> list[Path]:
+    """Image files under ``root`` (recursive, sorted by relative path; hidden files skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory")
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(root).parts)),
+                   key=lambda p: p.relative_to(root).as_posix())
+    return files[:limit] if limit else files
+
+
+def image_key(path: Path, root: Path) -> str:
+    """The name an image goes by in benchmark tables and seeds: its path relative to the dataset root."""
+    return path.relative_to(root).as_posix()
+
+
+def corrupted_path(out: Path, corruption: str, severity: int, rel: str) -> Path:
+    """``OUT/<corruption>/<severity>/<rel>`` with the suffix ``.png`` (corrupted images are always PNG)."""
+    return out / corruption / str(int(severity)) / Path(rel).with_suffix(".png")
+
+
+def read_pixels(path: str | os.PathLike[str]) -> np.ndarray:
+    """The pixels of an image file, H×W×C (uint8 or uint16), via :func:`inverity.image.load` when available."""
+    try:
+        from ..image import load
+
+        return np.asarray(load(path).pixels)
+    except NotImplementedError:  # the loader is still being written: fall back to Pillow for the datasets
+        pass
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as f:
+            im = f if f.mode in ("L", "LA", "RGB", "RGBA", "I;16") else f.convert(
+                "RGBA" if "A" in f.getbands() else "RGB")
+            arr = np.asarray(im)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read image: {exc}") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> Path:
+    """Write ``pixels`` (H×W, H×W×C uint8/uint16) as PNG, atomically."""
+    import imagecodecs
+
+    px = np.asarray(pixels)
+    if px.ndim == 3 and px.shape[2] == 1:
+        px = px[:, :, 0]
+    return atomic_write_bytes(path, bytes(imagecodecs.png_encode(np.ascontiguousarray(px))))

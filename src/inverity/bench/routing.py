@@ -1,0 +1,316 @@
+"""How good is the router? Each image's routed choice against an exhaustive oracle under the same policy.
+
+For every image the **oracle** tries every stage the policy allows, each over a quality grid (lossless stages
+once; the learned stage at each of its qualities), verifies every reconstruction with
+:func:`inverity.verify.verify` against the floors the router would apply to that stage, and keeps the passing
+(stage, quality) with the fewest bytes. The **router** is the real pipeline, :func:`inverity.pipeline.compress_one`
+(profile → policy → plan → encode/verify/search). Per image we report:
+
+- **regret** = router bytes / oracle bytes (1.0 = the router found the cheapest passing choice; below 1 is
+  possible because the router's quality search is finer than the oracle's grid);
+- **floor violations**: the router's written output, decoded again and re-verified here, fails the floors
+  (should never happen: the pipeline verifies before writing — this checks that claim end to end);
+- **router failures**: the router wrote nothing though the oracle found a passing choice (or neither did);
+- for policies that allow the learned stage: whether it **won** (its best passing size beats the best classical
+  one), and whether the router **used it where it lost** or **skipped it where it won**.
+
+The oracle's grid scan goes up in quality and stops at a stage's first passing quality (passing is monotone in
+quality and size grows with it, as for the pipeline's own search); ``exhaustive=True`` tries the whole grid.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .._atomic import atomic_write_text
+from ..errors import InputError, InverityError
+from . import _data
+
+__all__ = ["RoutingUnavailableError", "OracleChoice", "oracle", "run_routing", "DEFAULT_GRID"]
+
+#: the oracle's quality grid for 0–100 stages
+DEFAULT_GRID: tuple[int, ...] = tuple(range(5, 101, 5))
+
+Progress = Callable[[int, int, str], None]
+
+
+class RoutingUnavailableError(InverityError):
+    """The router (``inverity.pipeline`` / ``route`` / ``policy`` / ``analyse`` / ``verify``) cannot be imported."""
+
+
+@dataclass
+class OracleChoice:
+    """The oracle's verdict for one image: the cheapest passing choice overall, per stage, and what was tried."""
+
+    stage: str | None
+    quality: int | None
+    bytes: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+    best_per_stage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tried: int = 0
+
+
+def _toolkit() -> Any:
+    try:
+        from ..pipeline import Toolkit
+
+        return Toolkit.default()
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        raise RoutingUnavailableError(
+            f"bench routing needs the router, but {missing} cannot be imported yet ({exc})") from None
+
+
+def _policy_name(p: Any) -> str:
+    return str(getattr(p, "name", p))
+
+
+def _allowed_stages(policy: Any, plan: Sequence[Any]) -> list[str]:
+    """The stages a policy allows, in its order (the attribute name is the policy module's; the plan's stages
+    are appended so the oracle never tries less than the router could)."""
+    names: list[str] = []
+    for attr in ("stages", "allowed_stages", "allowed", "stage_order"):
+        v = getattr(policy, attr, None)
+        if v:
+            names = [str(getattr(s, "codec_id", s)) for s in v]
+            break
+    for c in plan:
+        if c.codec_id not in names:
+            names.append(c.codec_id)
+    if getattr(policy, "allow_learned", True) is False:
+        names = [n for n in names if n != "learned"]
+    return names
+
+
+def _grid_for(codec_id: str, grid: Sequence[int]) -> list[int | None]:
+    from ..stages.base import stage_class
+
+    cls = stage_class(codec_id)
+    caps = getattr(cls, "capabilities", None)
+    if caps is not None and caps.lossless:
+        return [None]
+    if caps is not None and caps.learned:
+        qs = getattr(cls, "qualities", None)
+        if not qs:
+            try:
+                from ..stages.learned import zoo
+
+                info = zoo.list_models()
+                first = info[0] if isinstance(info, list) and info else None
+                qs = (first.get("qualities") if isinstance(first, dict) else getattr(first, "qualities", None))
+            except Exception:  # noqa: BLE001 - fall back to the documented K = 6
+                qs = None
+        return [int(q) for q in (qs or range(1, 7))]
+    return [int(q) for q in grid]
+
+
+def oracle(image: Any, policy: Any, plan: Sequence[Any], *, grid: Sequence[int] = DEFAULT_GRID,
+           exhaustive: bool = False, toolkit: Any = None) -> OracleChoice:
+    """The cheapest (stage, quality) that passes verification among everything ``policy`` allows.
+
+    ``plan`` (the router's candidates for this image) supplies the floors and options per stage; a stage the
+    plan leaves out is verified against ``policy.floors``.
+    """
+    tk = toolkit or _toolkit()
+    by_stage: dict[str, Any] = {}
+    for c in plan:
+        by_stage.setdefault(c.codec_id, c)
+    pol_floors = getattr(policy, "floors", None)
+    result = OracleChoice(None, None, None)
+    for sid in _allowed_stages(policy, plan):
+        cand = by_stage.get(sid)
+        floors = getattr(cand, "floors", None) or pol_floors
+        options = dict(getattr(cand, "options", None) or {})
+        try:
+            qualities = _grid_for(sid, grid)
+        except InverityError:
+            continue
+        best: dict[str, Any] | None = None
+        for q in qualities:
+            result.tried += 1
+            try:
+                stage = tk.get_stage(sid, quality=q, **options)
+                payload = bytes(stage.encode(image))
+                rec = stage.decode(payload)
+            except Exception:  # noqa: BLE001 - the stage cannot take this image (alpha, 16-bit, ...): next stage
+                break
+            verdict = tk.verify(image, rec, floors)
+            if verdict.passed:
+                if best is None or len(payload) < best["bytes"]:
+                    best = {"stage": sid, "quality": q, "bytes": len(payload), "options": options}
+                if not exhaustive:
+                    break
+        if best is not None:
+            result.best_per_stage[sid] = best
+            if result.bytes is None or best["bytes"] < result.bytes:
+                result.stage, result.quality, result.bytes = sid, best["quality"], best["bytes"]
+                result.options = dict(best["options"])
+    return result
+
+
+def _reverify(tk: Any, image: Any, record: Mapping[str, Any], floors: Any) -> tuple[bool | None, str]:
+    """Decode the router's written output independently and verify it; (passed, reason)."""
+    out = record.get("output")
+    if not out or not Path(out).exists():
+        return None, "no output file"
+    data = Path(out).read_bytes()
+    try:
+        if str(out).endswith(".dcm"):
+            rec = tk.load(data, name=str(out))
+        else:
+            stage = tk.get_stage(record["stage"], quality=record.get("quality"), **dict(record.get("options") or {}))
+            rec = stage.decode(data)
+    except Exception as exc:  # noqa: BLE001 - an output we cannot decode is a violation, with its reason
+        return False, f"cannot decode output: {type(exc).__name__}: {exc}"
+    v = tk.verify(image, rec, floors)
+    return bool(v.passed), "; ".join(str(r) for r in v.reasons)[:300]
+
+
+def run_routing(data: str | os.PathLike[str], policy: str, out: str | os.PathLike[str], *,
+                limit: int | None = None, grid: Sequence[int] = DEFAULT_GRID, exhaustive: bool = False,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Router against oracle on every image under ``data``; writes ``routing.csv/.json/.md`` to ``out``."""
+    tk = _toolkit()
+    try:
+        from ..pipeline import compress_one
+    except ImportError as exc:
+        raise RoutingUnavailableError(f"bench routing needs inverity.pipeline.compress_one ({exc})") from None
+    root, out_p = Path(data), Path(out)
+    files = _data.list_images(root, limit)
+    if not files:
+        raise InputError(f"{root}: no images found")
+    pol = tk.get_policy(policy)
+    rows: list[dict[str, Any]] = []
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="inverity-routing-") as tmp:
+        for i, f in enumerate(files):
+            key = _data.image_key(f, root)
+            row: dict[str, Any] = {"image": key}
+            image = tk.load(f.read_bytes(), name=str(f))
+            profile = tk.analyse(image)
+            concrete = pol
+            if _policy_name(pol) == "auto":
+                resolved = tk.resolve_policy(profile, pol, image)
+                if isinstance(resolved, tuple):
+                    resolved = resolved[0]
+                concrete = tk.get_policy(resolved) if isinstance(resolved, str) else resolved
+            row["kind"] = getattr(profile, "kind", None)
+            row["policy"] = _policy_name(concrete)
+            plan = list(tk.plan(profile, concrete))
+            # router
+            t0 = time.perf_counter()
+            try:
+                res = compress_one(f, pol, outdir=tmp, root=root)
+                rec = dict(res.record)
+                row.update(router_stage=rec.get("stage"), router_quality=rec.get("quality"),
+                           router_bytes=rec.get("bytes"), router_attempts=len(rec.get("attempts") or []))
+                cand = next((c for c in plan if c.codec_id == rec.get("stage")), None)
+                floors = getattr(cand, "floors", None) or getattr(concrete, "floors", None)
+                ok, why = _reverify(tk, image, rec, floors)
+                row["router_reverified"] = ok
+                row["violation"] = ok is False
+                if ok is False:
+                    row["violation_reason"] = why
+            except InverityError as exc:
+                row.update(router_stage=None, router_quality=None, router_bytes=None, router_reverified=None,
+                           violation=False, router_error=str(exc).splitlines()[0])
+            row["router_s"] = time.perf_counter() - t0
+            # oracle
+            t0 = time.perf_counter()
+            orc = oracle(image, concrete, plan, grid=grid, exhaustive=exhaustive, toolkit=tk)
+            row.update(oracle_stage=orc.stage, oracle_quality=orc.quality, oracle_bytes=orc.bytes,
+                       oracle_tries=orc.tried, oracle_s=time.perf_counter() - t0)
+            row["regret"] = (row["router_bytes"] / orc.bytes) if (row.get("router_bytes") and orc.bytes) else None
+            row["router_failed"] = row.get("router_bytes") is None and orc.bytes is not None
+            learned = orc.best_per_stage.get("learned")
+            classical = [v for k, v in orc.best_per_stage.items() if k != "learned"]
+            best_cl = min(classical, key=lambda v: v["bytes"]) if classical else None
+            row["learned_bytes"] = learned["bytes"] if learned else None
+            row["best_other_bytes"] = best_cl["bytes"] if best_cl else None
+            row["learned_won"] = bool(learned and (best_cl is None or learned["bytes"] < best_cl["bytes"]))
+            used = row.get("router_stage") == "learned"
+            row["learned_used_lost"] = used and not row["learned_won"]
+            row["learned_skipped_won"] = (not used) and row["learned_won"]
+            rows.append(row)
+            if progress:
+                progress(i + 1, len(files), key)
+    summary = _summarise(rows, policy, time.perf_counter() - t_all, grid, exhaustive)
+    _write(out_p, rows, summary)
+    return {"summary": summary, "rows": rows}
+
+
+def _summarise(rows: Sequence[Mapping[str, Any]], policy: str, seconds: float, grid: Sequence[int],
+               exhaustive: bool) -> dict[str, Any]:
+    regrets = [r["regret"] for r in rows if r.get("regret")]
+    s: dict[str, Any] = {
+        "policy": policy, "images": len(rows), "grid": list(grid), "exhaustive": exhaustive,
+        "seconds": round(seconds, 1),
+        "router_failures": sum(1 for r in rows if r.get("router_failed")),
+        "both_failed": sum(1 for r in rows if r.get("router_bytes") is None and r.get("oracle_bytes") is None),
+        "violations": sum(1 for r in rows if r.get("violation")),
+        "same_stage": sum(1 for r in rows if r.get("router_stage") and r.get("router_stage") == r.get("oracle_stage")),
+        "learned_won": sum(1 for r in rows if r.get("learned_won")),
+        "learned_used": sum(1 for r in rows if r.get("router_stage") == "learned"),
+        "learned_used_lost": sum(1 for r in rows if r.get("learned_used_lost")),
+        "learned_skipped_won": sum(1 for r in rows if r.get("learned_skipped_won")),
+        "policies": dict(sorted({p: sum(1 for r in rows if r.get("policy") == p)
+                                 for p in {r.get("policy") for r in rows}}.items())),
+    }
+    if regrets:
+        s.update(regret_geomean=math.exp(statistics.fmean(math.log(x) for x in regrets)),
+                 regret_median=statistics.median(regrets), regret_max=max(regrets), regret_min=min(regrets),
+                 regret_over_10pct=sum(1 for x in regrets if x > 1.10),
+                 total_bytes_router=sum(r["router_bytes"] for r in rows if r.get("regret")),
+                 total_bytes_oracle=sum(r["oracle_bytes"] for r in rows if r.get("regret")))
+    return s
+
+
+def _write(out: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
+    from .rd import _csv, _fmt, _json_safe, md_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "routing.csv", _csv(list(rows)))
+    atomic_write_text(out / "routing.json", json.dumps(_json_safe({"summary": summary, "rows": list(rows)}),
+                                                       indent=1))
+    s = summary
+    L = [f"# Routing: policy `{s['policy']}` against the oracle", "",
+         f"{s['images']} images; oracle grid {s['grid'][0]}..{s['grid'][-1]} step "
+         f"{(s['grid'][1] - s['grid'][0]) if len(s['grid']) > 1 else '-'} "
+         f"({'exhaustive' if s['exhaustive'] else 'first passing quality per stage'}); {s['seconds']} s.", ""]
+    L.append(md_table(["measure", "value"], [
+        ["regret, geometric mean (router bytes / oracle bytes)", _fmt(s.get("regret_geomean"), 3)],
+        ["regret, median / min / max", f"{_fmt(s.get('regret_median'), 3)} / {_fmt(s.get('regret_min'), 3)} / "
+                                        f"{_fmt(s.get('regret_max'), 3)}"],
+        ["images with regret > 1.10", s.get("regret_over_10pct", "n/a")],
+        ["total bytes router / oracle", f"{s.get('total_bytes_router', 'n/a')} / {s.get('total_bytes_oracle', 'n/a')}"],
+        ["router chose the oracle's stage", f"{s['same_stage']} / {s['images']}"],
+        ["floor violations (output re-decoded and re-verified)", s["violations"]],
+        ["router failed where the oracle passed", s["router_failures"]],
+        ["neither found a passing choice", s["both_failed"]],
+        ["learned stage won (oracle)", s["learned_won"]],
+        ["learned used / used where it lost / skipped where it won",
+         f"{s['learned_used']} / {s['learned_used_lost']} / {s['learned_skipped_won']}"],
+        ["concrete policies", ", ".join(f"{k}: {v}" for k, v in s["policies"].items())],
+    ]))
+    L += ["", "## Per image", ""]
+    L.append(md_table(["image", "kind", "policy", "router", "bytes", "oracle", "bytes", "regret", "violation"], [
+        [r["image"], r.get("kind") or "", r.get("policy") or "",
+         f"{r.get('router_stage') or 'FAILED'} {'' if r.get('router_quality') is None else r['router_quality']}",
+         r.get("router_bytes") or "", f"{r.get('oracle_stage') or 'none'} "
+                                      f"{'' if r.get('oracle_quality') is None else r['oracle_quality']}",
+         r.get("oracle_bytes") or "", _fmt(r.get("regret"), 3), "YES" if r.get("violation") else ""]
+        for r in rows]))
+    errs = [f"- {r['image']}: {r['router_error']}" for r in rows if r.get("router_error")]
+    viol = [f"- {r['image']}: {r.get('violation_reason', '')}" for r in rows if r.get("violation")]
+    if errs:
+        L += ["", "## Router errors", ""] + errs
+    if viol:
+        L += ["", "## Violations", ""] + viol
+    atomic_write_text(out / "routing.md", "\n".join(L) + "\n")

@@ -1,0 +1,201 @@
+"""The catalog: one SQLite row per asset, so a batch can be resumed and every output explained.
+
+``OUTDIR/inverity.sqlite`` holds, for each input (keyed by its path relative to the walked root), the sha256 of
+the bytes that were compressed, whether it is ``done`` or ``failed``, the output path (relative to the catalog's
+directory, so the whole output folder can be moved), the stage, quality, byte count and the full decision record
+as JSON.
+
+Crash safety comes from ordering, not from transactions spanning files: the pipeline renames an output into place
+*before* its row is written, so a crash leaves at worst an output without a row, which the next run redoes
+(overwriting it atomically). A row therefore never points at a partial file. Only one process (the parent of a
+batch) writes; WAL mode lets readers (``inverity inspect``, the report) read while it does.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> (d / "a.png").write_bytes(b"x")
+1
+>>> with Catalog(d / "inverity.sqlite") as cat:
+...     cat.put({"input": "a.png", "input_sha256": "ab", "status": "done", "output": str(d / "a.png"),
+...              "stage": "png", "quality": None, "bytes": 1})
+...     cat.done("a.png", "ab"), cat.done("a.png", "cd")
+(True, False)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["Catalog", "CATALOG_NAME", "SCHEMA_VERSION", "find_catalog"]
+
+#: file name of the catalog inside an output directory
+CATALOG_NAME = "inverity.sqlite"
+#: bump (and add a migration in ``_migrate``) whenever the table layout changes
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS assets (
+    input        TEXT PRIMARY KEY,   -- path relative to the walked root, POSIX separators
+    input_sha256 TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    policy       TEXT,               -- the policy as requested (resume only skips under the same one)
+    output       TEXT,               -- relative to the catalog's directory; NULL when failed
+    stage        TEXT,
+    quality      INTEGER,
+    bytes        INTEGER,
+    error        TEXT,
+    record       TEXT NOT NULL,      -- the decision record, JSON
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assets_output ON assets(output);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+
+
+class Catalog:
+    """The SQLite catalog of one output directory.
+
+    Parameters
+    ----------
+    path
+        The database file (conventionally ``OUTDIR/inverity.sqlite``); created with its parent directory.
+    readonly
+        Open an existing catalog without creating or migrating it (for ``inspect``).
+
+    Notes
+    -----
+    Upserts are idempotent: writing the same row twice leaves one row. Each ``put`` commits on its own, so a row
+    is durable as soon as ``put`` returns.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.root = self.path.parent
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no catalog at {self.path}")
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash could drop the last rows,
+            # and those outputs are simply redone.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        self._db.row_factory = sqlite3.Row
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self._db:
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: catalog schema {row[0]} is newer than this inverity "
+                                   f"understands ({SCHEMA_VERSION}); upgrade inverity")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # -- paths ------------------------------------------------------------------------------------------------
+    def _rel(self, output: str | os.PathLike[str] | None) -> str | None:
+        """An output path as stored: relative to the catalog's directory when inside it."""
+        if output is None:
+            return None
+        p = Path(output)
+        try:
+            return p.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def put(self, record: dict[str, Any]) -> None:
+        """Insert or replace the row of ``record["input"]`` (a decision record, done or failed)."""
+        status = record.get("status", "done")
+        if status not in ("done", "failed"):
+            raise ValueError(f"cannot store status {status!r}")
+        row = (
+            # input_sha256 "" = an input that could not even be read (such a row is never "done")
+            record["input"], record.get("input_sha256") or "", status, record.get("policy"),
+            self._rel(record.get("output")) if status == "done" else None,
+            record.get("stage"), record.get("quality"), record.get("bytes"), record.get("error"),
+            json.dumps(record, sort_keys=True), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        with self._db:
+            self._db.execute(
+                "INSERT INTO assets(input, input_sha256, status, policy, output, stage, quality, bytes, error,"
+                " record, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(input) DO UPDATE SET input_sha256=excluded.input_sha256, status=excluded.status,"
+                " policy=excluded.policy, output=excluded.output, stage=excluded.stage, quality=excluded.quality,"
+                " bytes=excluded.bytes, error=excluded.error, record=excluded.record,"
+                " created_at=excluded.created_at",
+                row,
+            )
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def _row(self, r: sqlite3.Row | None) -> dict[str, Any] | None:
+        if r is None:
+            return None
+        d = dict(r)
+        d["record"] = json.loads(d["record"])
+        return d
+
+    def get(self, input_rel: str) -> dict[str, Any] | None:
+        """The row of one input (columns plus ``record`` parsed), or ``None``."""
+        return self._row(self._db.execute("SELECT * FROM assets WHERE input = ?", (input_rel,)).fetchone())
+
+    def done(self, input_rel: str, sha256: str, policy: str | None = None) -> bool:
+        """True when this input, with these exact bytes (and this policy, if given), was compressed and its
+        output is still on disk — i.e. a resumed run may skip it."""
+        row = self.get(input_rel)
+        if row is None or row["status"] != "done" or row["input_sha256"] != sha256:
+            return False
+        if policy is not None and row["policy"] != policy:
+            return False
+        return row["output"] is not None and (self.root / row["output"]).is_file()
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every decision record, ordered by input path."""
+        return [json.loads(r[0]) for r in self._db.execute("SELECT record FROM assets ORDER BY input")]
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        for r in self._db.execute("SELECT * FROM assets ORDER BY input"):
+            row = self._row(r)
+            assert row is not None
+            yield row
+
+    def lookup_output(self, output_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """The decision record of the asset whose output is ``output_path`` (any path to the file), or ``None``."""
+        rel = self._rel(output_path)
+        r = self._db.execute("SELECT record FROM assets WHERE output = ?", (rel,)).fetchone()
+        return None if r is None else json.loads(r[0])
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM assets").fetchone()[0])
+
+
+def find_catalog(path: str | os.PathLike[str]) -> Path | None:
+    """The catalog next to or above ``path`` (the nearest ``inverity.sqlite`` in its directory or a parent)."""
+    p = Path(path).resolve()
+    for d in ([p] if p.is_dir() else []) + list(p.parents):
+        cand = d / CATALOG_NAME
+        if cand.is_file():
+            return cand
+    return None

@@ -1,0 +1,50 @@
+"""CLI command ``inverity serve``: the HTTP service over a store directory (see :mod:`inverity.server`)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app, fail
+
+__all__: list[str] = []
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@app.command("serve")
+def serve_cmd(
+    store: Path = typer.Option(..., "--store", help="Directory for originals, outputs, renditions and the catalog."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="INVERITY_TOKEN", show_envvar=True,
+        help="Bearer token clients must send (prefer the environment variable: a command line is visible to "
+             "other local users)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve WITHOUT authentication (explicit opt-out)."),
+    max_body: int = typer.Option(64 * 1024 * 1024, "--max-body", min=1, help="Largest request body, bytes (413)."),
+    max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1,
+                                   help="Largest image, width x height (413; checked before decoding)."),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds per request (504 beyond)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Threads for compression work (default: CPU count)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve upload -> compress and Accept-negotiated downloads over HTTP (needs the "server" extra)."""
+    from ..server import ServerConfig, serve
+
+    if no_auth:
+        token = None
+        typer.echo("inverity: warning: --no-auth: anyone who can reach the port can upload and download",
+                   err=True)
+    elif not token:
+        raise fail("no token: pass --token or set INVERITY_TOKEN (or --no-auth to serve without authentication)")
+    if host not in _LOOPBACK:
+        typer.echo(f"inverity: note: listening on {host} over plain HTTP; put a TLS proxy in front of it",
+                   err=True)
+    cfg = ServerConfig(store=store, token=token, max_body=max_body, max_pixels=max_pixels, timeout=timeout,
+                       workers=workers)
+    sys.stderr.flush()
+    serve(cfg, host=host, port=port, log_level=log_level)

@@ -1,0 +1,138 @@
+"""CLI: ``inverity verify ORIGINAL CANDIDATE [--policy P] [--json]`` — the :class:`~inverity.verify.Verdict`.
+
+Exit status 0 when the candidate meets the policy's floors, 1 when it does not, 2 on an error (unreadable file,
+unknown policy). The candidate may be anything inverity writes: a standard image file (decoded by
+:func:`inverity.image.load`) or a learned-stage ``.inv`` stream (decoded by the ``learned`` stage), detected by
+content, not by extension.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import app, fail
+
+__all__ = ["load_any", "floors_for_policy"]
+
+#: fallback while :mod:`inverity.policy` is absent: built-in policy name -> floors preset
+_FALLBACK_PRESET = {"archive": "lossless", "diagnostic": "lossless", "delivery": "delivery",
+                    "controlled": "controlled", "auto": "delivery"}
+
+
+def load_any(path: str | Path) -> Any:
+    """An :class:`~inverity.image.Image` from any file inverity reads or writes (``.inv`` included)."""
+    from ..errors import InputError
+    from ..formats import sniff
+    from ..image import load
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if sniff(data) == "inv":
+        from ..stages.base import get_stage
+
+        return get_stage("learned").decode(data)
+    return load(data, name=str(p))
+
+
+def floors_for_policy(policy: str, original: Any = None) -> tuple[Any, str]:
+    """``(Floors, description)`` for a policy name or TOML file.
+
+    Uses :func:`inverity.policy.get_policy` when that module exists (for ``auto``, the concrete policy chosen for
+    ``original`` when the router can say); otherwise a small fallback maps built-in names to presets and reads
+    the ``[floors]`` table of a TOML file.
+    """
+    from ..errors import PolicyError
+    from ..verify import PRESETS, Floors
+
+    try:
+        from .. import policy as pol_mod
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__.rsplit('.', 1)[0]}.policy":
+            raise
+        pol_mod = None
+    if pol_mod is not None:
+        pol = pol_mod.get_policy(policy)
+        if getattr(pol, "name", policy) == "auto" and original is not None:
+            try:
+                from ..analyse import analyse
+                from ..route import resolve_policy
+
+                concrete = resolve_policy(analyse(original), pol, original)
+                concrete = pol_mod.get_policy(concrete) if isinstance(concrete, str) else concrete
+                return concrete.floors, f"auto → {concrete.name}"
+            except (ImportError, AttributeError):
+                pass
+        return pol.floors, str(getattr(pol, "name", policy))
+    if policy in _FALLBACK_PRESET:
+        return PRESETS[_FALLBACK_PRESET[policy]], policy
+    p = Path(policy)
+    if p.suffix == ".toml" and p.is_file():
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python < 3.11
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            doc = tomllib.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            raise PolicyError(f"{p}: cannot read policy: {exc}") from None
+        return Floors.from_dict(doc.get("floors", {})), str(p)
+    raise PolicyError(f"unknown policy {policy!r}; available: {', '.join(_FALLBACK_PRESET)} or a .toml file")
+
+
+@app.command("verify")
+def verify_cmd(
+    original: Path = typer.Argument(..., help="The original image."),
+    candidate: Path = typer.Argument(..., help="The reconstruction: any file inverity writes (.inv included)."),
+    policy: str = typer.Option("auto", "--policy", "-p", help="Policy whose floors apply (name or TOML file)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Check CANDIDATE against ORIGINAL under a policy's floors: exit 0 passed, 1 failed, 2 error."""
+    from ..errors import InverityError
+    from ..verify import verify
+
+    try:
+        a = load_any(original)
+        b = load_any(candidate)
+        floors, pol_desc = floors_for_policy(policy, a)
+    except InverityError as exc:
+        raise fail(str(exc)) from None
+    verdict = verify(a, b, floors)
+    if as_json:
+        doc = verdict.to_dict()
+        doc.update({"original": str(original), "candidate": str(candidate), "policy": pol_desc,
+                    "floors": {k: v for k, v in floors.to_dict().items()}})
+        typer.echo(json.dumps(doc))
+    else:
+        _print_rich(verdict, original, candidate, pol_desc)
+    raise typer.Exit(0 if verdict.passed else 1)
+
+
+def _print_rich(verdict: Any, original: Path, candidate: Path, pol_desc: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console(highlight=False, soft_wrap=True)
+    mark = "[bold green]PASSED[/]" if verdict.passed else "[bold red]FAILED[/]"
+    con.print(f"{mark} {candidate} against {original} (policy {pol_desc})")
+    failed = set(range(len(verdict.failures)))
+    for i, reason in enumerate(verdict.reasons):
+        con.print(f"  {'[red]✗[/]' if i in failed else '[green]✓[/]'} {escape(reason)}")
+    ck = verdict.checks
+    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for key, unit in (("psnr", "dB"), ("ssimulacra2", ""), ("max_abs_error", ""), ("worst_tile_psnr", "dB"),
+                      ("local_snr", "dB"), ("local_structure", "dB"), ("tile_band_kept", ""),
+                      ("edge_missing", ""), ("edge_invented", ""), ("verify_ms", "ms")):
+        if key in ck and not isinstance(ck[key], (dict, list)):
+            v = ck[key]
+            t.add_row(key, (f"{v:.3g}" if isinstance(v, float) and v < 10 else
+                            f"{v:.1f}" if isinstance(v, float) else str(v)) + (f" {unit}" if unit else ""))
+    con.print(t)

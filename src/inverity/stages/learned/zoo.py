@@ -1,0 +1,237 @@
+"""The model zoo: learned-stage weights by name, each checked against its recorded sha256 on every load.
+
+Everything lives in one folder (``weights/`` next to this file, or ``$INVERITY_WEIGHTS_DIR``, or the
+``weights_dir`` argument — tests point it at a temporary copy)::
+
+    weights/registry.json        name -> version, file, sha256, architecture, qualities, timings, provenance
+    weights/<name>.pt            torch.save of {"format", "architecture", "state_dict", "z_tables"}
+    weights/<name>.ood.json      training-set statistics for the OOD gate (written by the analyse helper)
+
+``registry.json`` is the source of truth for what a model *is*: a ``.inv`` stream names the model and its
+version, and the decoder refuses a stream whose weights digest differs from the installed one. The weights
+file is loaded with ``torch.load(weights_only=True)`` (tensors and plain containers only, no pickled code).
+A new export of the same name bumps the version (``export.py``), so streams of the old weights are refused
+by version, legibly, instead of decoding into garbage.
+
+The registry is read without importing torch, so listing models (``inverity codecs``) stays cheap.
+
+Examples
+--------
+>>> from inverity.stages.learned import zoo
+>>> isinstance(zoo.list_models(), list)
+True
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ModelError, UnknownIdError
+
+if TYPE_CHECKING:  # torch is imported lazily
+    from .entropy import LatentCodec
+    from .model import ScaleHyperprior
+
+__all__ = [
+    "DEFAULT_MODEL", "WEIGHTS_ENV", "WEIGHTS_FORMAT", "ModelInfo", "weights_dir", "read_registry", "list_models",
+    "default_model", "model_info", "load_model", "load_codec", "ood_stats_path", "sha256_file", "clear_cache",
+]
+
+#: the model the learned stage uses when none is named (the registry may name another as "default")
+DEFAULT_MODEL = "hp-gain"
+#: environment variable that points the zoo at another weights folder
+WEIGHTS_ENV = "INVERITY_WEIGHTS_DIR"
+#: the ``format`` tag inside a weights file
+WEIGHTS_FORMAT = "inverity-learned-weights/1"
+REGISTRY = "registry.json"
+
+_PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
+_CACHE: dict[tuple[str, str], tuple[tuple[int, int, int], Any, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry says about one model (no weights loaded)."""
+
+    name: str
+    version: int
+    sha256: str
+    path: Path
+    N: int
+    M: int
+    lambdas: tuple[float, ...]
+    decode_ms_per_mp: float | None = None
+    encode_ms_per_mp: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    ood_stats: Path | None = None
+
+    @property
+    def qualities(self) -> tuple[int, ...]:
+        """1-based quality indices (higher = better): ``(1, ..., K)``."""
+        return tuple(range(1, len(self.lambdas) + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256, "path": str(self.path),
+                "architecture": {"N": self.N, "M": self.M, "lambdas": list(self.lambdas)},
+                "qualities": list(self.qualities), "decode_ms_per_mp": self.decode_ms_per_mp,
+                "encode_ms_per_mp": self.encode_ms_per_mp, "provenance": self.provenance,
+                "ood_stats": str(self.ood_stats) if self.ood_stats else None}
+
+
+def weights_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The weights folder: ``override``, else ``$INVERITY_WEIGHTS_DIR``, else the package's ``weights/``."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get(WEIGHTS_ENV)
+    return Path(env) if env else _PACKAGE_WEIGHTS
+
+
+def read_registry(wdir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The parsed ``registry.json`` (an empty registry when the file does not exist)."""
+    path = weights_dir(wdir) / REGISTRY
+    if not path.is_file():
+        return {"format": 1, "default": DEFAULT_MODEL, "models": {}}
+    try:
+        reg = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"learned model registry {path} is unreadable: {exc}") from None
+    if not isinstance(reg, dict) or not isinstance(reg.get("models"), dict):
+        raise ModelError(f"learned model registry {path} is malformed (no 'models' table)")
+    return reg
+
+
+def _info(name: str, entry: dict[str, Any], wdir: Path) -> ModelInfo:
+    try:
+        arch = entry["architecture"]
+        ood = entry.get("ood_stats") or f"{name}.ood.json"
+        return ModelInfo(name=name, version=int(entry["version"]), sha256=str(entry["sha256"]).lower(),
+                         path=wdir / entry["file"], N=int(arch["N"]), M=int(arch["M"]),
+                         lambdas=tuple(float(v) for v in arch["lambdas"]),
+                         decode_ms_per_mp=entry.get("decode_ms_per_mp"), encode_ms_per_mp=entry.get("encode_ms_per_mp"),
+                         provenance=dict(entry.get("provenance") or {}), ood_stats=wdir / ood)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"learned model registry entry {name!r} is malformed: missing or bad {exc}") from None
+
+
+def list_models(wdir: str | os.PathLike[str] | None = None) -> list[ModelInfo]:
+    """Every registered model, by name."""
+    d = weights_dir(wdir)
+    reg = read_registry(d)
+    return [_info(n, e, d) for n, e in sorted(reg["models"].items())]
+
+
+def default_model(wdir: str | os.PathLike[str] | None = None) -> str:
+    """The registry's default model name (``DEFAULT_MODEL`` unless the registry says otherwise)."""
+    return str(read_registry(wdir).get("default") or DEFAULT_MODEL)
+
+
+def model_info(name: str | None = None, wdir: str | os.PathLike[str] | None = None) -> ModelInfo:
+    """Registry facts of ``name`` (default model if ``None``); :class:`UnknownIdError` if not registered."""
+    d = weights_dir(wdir)
+    reg = read_registry(d)
+    name = name or str(reg.get("default") or DEFAULT_MODEL)
+    if name not in reg["models"]:
+        raise UnknownIdError("learned model", name, list(reg["models"]))
+    return _info(name, reg["models"][name], d)
+
+
+def ood_stats_path(name: str | None = None, wdir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the OOD statistics of ``name``'s training set live (the file may not exist yet)."""
+    d = weights_dir(wdir)
+    reg = read_registry(d)
+    name = name or str(reg.get("default") or DEFAULT_MODEL)
+    entry = reg["models"].get(name, {})
+    return d / (entry.get("ood_stats") or f"{name}.ood.json")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
+    import torch
+
+    from .entropy import LatentCodec, ZTables
+    from .model import ScaleHyperprior
+
+    try:
+        blob = torch.load(info.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing fault
+        raise ModelError(f"weights for model {info.name}: cannot read {info.path.name}: {exc}") from None
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
+    arch = blob.get("architecture", {})
+    if (arch.get("N"), arch.get("M")) != (info.N, info.M) or tuple(arch.get("lambdas", ())) != info.lambdas:
+        raise ModelError(f"weights for model {info.name}: architecture {arch} differs from the registry's "
+                         f"N={info.N}, M={info.M}, lambdas={list(info.lambdas)}")
+    model = ScaleHyperprior(info.N, info.M, info.lambdas)
+    try:
+        model.load_state_dict(blob["state_dict"], strict=True)
+        tables = ZTables.from_tensors(blob["z_tables"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"weights for model {info.name}: incompatible with ScaleHyperprior: {msg}") from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, LatentCodec(model, tables)
+
+
+def _load_checked(name: str | None, wdir: str | os.PathLike[str] | None) -> tuple[Any, Any, ModelInfo]:
+    info = model_info(name, wdir)
+    path = info.path
+    if not path.is_file():
+        raise ModelError(f"weights for model {info.name}: file {path} is missing")
+    key = (str(path.resolve()), info.sha256)
+    with _CACHE_LOCK:
+        stat = _stat_key(path)
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] == stat:  # same file, untouched since it was hashed
+            return hit[1], hit[2], info
+        got = sha256_file(path)
+        if got != info.sha256:
+            raise ModelError(f"weights for model {info.name}: sha256 mismatch (expected {info.sha256}, got {got}); "
+                             f"the file {path.name} was altered or replaced")
+        model, codec = _load(info)
+        _CACHE[key] = (stat, model, codec)
+        return model, codec, info
+
+
+def load_model(name: str | None = None,
+               wdir: str | os.PathLike[str] | None = None) -> tuple[ScaleHyperprior, ModelInfo]:
+    """The network of ``name`` (default model if ``None``), in eval mode, and its :class:`ModelInfo`.
+
+    The file's sha256 is compared with the registry before its first use and again whenever the file
+    changed on disk since (size, mtime or inode); a mismatch raises :class:`ModelError`. Loaded models are
+    cached per file and digest.
+    """
+    model, _codec, info = _load_checked(name, wdir)
+    return model, info
+
+
+def load_codec(name: str | None = None,
+               wdir: str | os.PathLike[str] | None = None) -> tuple[LatentCodec, ModelInfo]:
+    """Like :func:`load_model`, but returns the :class:`~inverity.stages.learned.entropy.LatentCodec`."""
+    _model, codec, info = _load_checked(name, wdir)
+    return codec, info
+
+
+def clear_cache() -> None:
+    """Forget loaded models (tests; after re-exporting weights in the same process)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

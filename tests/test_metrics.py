@@ -1,0 +1,159 @@
+"""inverity.metrics: global metrics against known values and the reference SSIMULACRA 2, local helpers on
+synthetic cases where the right answer is known."""
+from __future__ import annotations
+
+import math
+
+import imagecodecs
+import numpy as np
+import pytest
+from skimage import data as skd
+
+from inverity import metrics as M
+from inverity.errors import InputError
+from inverity.image import Image
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(skd.astronaut()[128:384, 128:384])
+
+
+def jpeg(a: np.ndarray, q: int) -> np.ndarray:
+    return imagecodecs.jpeg8_decode(imagecodecs.jpeg8_encode(a, level=q))
+
+
+# -- global metrics ----------------------------------------------------------------------------------------------
+
+def test_psnr_known_value_and_identity() -> None:
+    a = np.zeros((10, 10), np.uint8)
+    b = a.copy()
+    b[:, :] = 10                                   # MSE 100 -> 10*log10(255²/100)
+    assert M.psnr(a, b) == pytest.approx(10 * math.log10(255 ** 2 / 100), abs=1e-9)
+    assert M.psnr(a, a) == math.inf
+
+
+def test_psnr_uses_the_images_bit_depth() -> None:
+    """A 12-bit image in uint16: the peak is 4095, not 65535."""
+    px = np.full((8, 8, 1), 2000, np.uint16)
+    a, b = Image(px, bit_depth=12), Image(px + 40, bit_depth=12)
+    assert M.psnr(a, b) == pytest.approx(10 * math.log10(4095 ** 2 / 1600), abs=1e-9)
+    assert M.psnr(px, px + 40) == pytest.approx(10 * math.log10(65535 ** 2 / 1600), abs=1e-9)
+
+
+def test_max_abs_error_is_an_integer_for_integer_images() -> None:
+    a = np.array([[0, 65535]], np.uint16)
+    b = np.array([[3, 0]], np.uint16)
+    assert M.max_abs_error(a, b) == 65535 and isinstance(M.max_abs_error(a, b), int)
+
+
+def test_shape_mismatch_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="differ in shape"):
+        M.psnr(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
+
+
+def test_ms_ssim_orders_qualities(photo: np.ndarray) -> None:
+    hi, lo = M.ms_ssim(photo, jpeg(photo, 90)), M.ms_ssim(photo, jpeg(photo, 20))
+    assert M.ms_ssim(photo, photo) == pytest.approx(1.0)
+    assert 1.0 > hi > lo > 0.5
+    small = photo[:40, :40]                        # too small for 5 scales: fewer, renormalised
+    assert 0.5 < M.ms_ssim(small, jpeg(small, 50)) < 1.0
+
+
+# -- SSIMULACRA 2 ------------------------------------------------------------------------------------------------
+
+def test_gaussian_blur_matches_scipy() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    x = np.random.default_rng(0).random((3, 37, 53)).astype(np.float32)
+    ref = gaussian_filter(x, 1.5, truncate=5 / 1.5, mode="constant", axes=(1, 2))
+    assert np.abs(M.gaussian_blur(x) - ref).max() < 1e-5
+
+
+def test_ssimulacra2_identity_and_monotonic(photo: np.ndarray) -> None:
+    assert M.ssimulacra2(photo, photo) == 100.0
+    scores = [M.ssimulacra2(photo, jpeg(photo, q)) for q in (20, 50, 90)]
+    assert scores[0] < scores[1] < scores[2] < 100
+    assert 75 < scores[2] < 95                      # q90 on a photo: "high quality" territory
+
+
+def test_ssimulacra2_matches_the_reference_package(tmp_path, photo: np.ndarray) -> None:
+    ref = pytest.importorskip("ssimulacra2")
+    b = jpeg(photo, 40)
+    pa, pb = tmp_path / "a.png", tmp_path / "b.png"
+    imagecodecs.imwrite(pa, photo)
+    imagecodecs.imwrite(pb, b)
+    expected = ref.compute_ssimulacra2(str(pa), str(pb))
+    assert M.ssimulacra2(photo, b, exact=True) == pytest.approx(expected, abs=0.02)
+    assert M.ssimulacra2(photo, b) == pytest.approx(expected, abs=0.05)    # fast path drops weights < 0.01
+
+
+def test_ssimulacra2_gray_alpha_16bit_and_too_small(photo: np.ndarray) -> None:
+    gray = np.ascontiguousarray(photo[:, :, 1:2])
+    assert 0 < M.ssimulacra2(gray, jpeg(np.ascontiguousarray(gray[:, :, 0]), 60)[:, :, None]) < 100
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 200, np.uint8)])
+    rgba_b = rgba.copy()
+    rgba_b[:, :, :3] = jpeg(photo, 60)
+    assert 0 < M.ssimulacra2(rgba, rgba_b) < 100
+    # 16-bit: the same picture at 16 bit scores like the 8-bit one
+    a16, b16 = photo.astype(np.uint16) * 257, jpeg(photo, 60).astype(np.uint16) * 257
+    assert M.ssimulacra2(a16, b16) == pytest.approx(M.ssimulacra2(photo, jpeg(photo, 60)), abs=0.05)
+    with pytest.raises(InputError, match="too small"):
+        M.ssimulacra2(photo[:6, :6], photo[:6, :6])
+
+
+def test_ssimulacra2_boundary_modes_differ_only_slightly(photo: np.ndarray) -> None:
+    b = jpeg(photo, 85)
+    assert abs(M.ssimulacra2(photo, b) - M.ssimulacra2(photo, b, boundary="libjxl")) < 1.0
+    with pytest.raises(ValueError):
+        M.ssimulacra2(photo, b, boundary="wrap")
+
+
+# -- local helpers -----------------------------------------------------------------------------------------------
+
+def test_tile_psnr_map_locates_the_damage() -> None:
+    a = np.full((96, 128, 3), 120, np.uint8)
+    b = a.copy()
+    b[70:74, 100:104] = 0                          # in tile row 2, column 3 (32 px tiles)
+    tp = M.tile_psnr_map(a, b, 32)
+    assert tp.shape == (3, 4)
+    assert np.unravel_index(np.argmin(tp), tp.shape) == (2, 3)
+    assert np.isinf(tp[0, 0])
+
+
+def test_local_error_maps_separate_a_shift_from_noise(photo: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    noisy = np.clip(photo.astype(np.int16) + rng.integers(-2, 3, photo.shape), 0, 255).astype(np.uint8)
+    shifted = photo.copy()
+    shifted[100:140, 60:120] = photo[100:140, 61:121]        # content moved left by one pixel
+    m_noise = M.local_error_maps(photo, noisy)
+    m_shift = M.local_error_maps(photo, shifted)
+    # noise is not a coherent transformation of the image's structure; the shift is
+    assert m_noise["structured_snr"].min() > m_shift["structured_snr"].min() + 10
+    iy, ix = np.unravel_index(np.argmin(m_shift["structured_snr"]), m_shift["structured_snr"].shape)
+    assert 92 <= m_shift["rows"][iy] <= 140 and 52 <= m_shift["cols"][ix] <= 120
+    assert m_shift["shift_share"][iy, ix] > 0.5
+    dy, dx = m_shift["shift_px"][iy, ix]
+    assert dx < -0.3 and abs(dy) < abs(dx)                  # estimated motion: leftwards
+
+
+def test_band_retention_sees_blur_and_invented_energy(photo: np.ndarray) -> None:
+    from scipy.ndimage import gaussian_filter
+
+    blurred = gaussian_filter(photo, (2, 2, 0))
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    same = M.band_retention(photo, photo)
+    assert np.allclose(same["kept"], 1) and np.allclose(same["invented"], 0, atol=1e-6)
+    r = M.band_retention(photo, blurred)
+    assert r["kept"][-1] < 0.1 < r["kept"][0]             # the highest band is gone, the lowest mostly kept
+    assert M.band_retention(photo, noisy)["invented"][-1] > 0.5
+    t = M.band_retention(photo, blurred, window=64)
+    assert t["kept"].shape == (len(t["rows"]), len(t["cols"]), len(M.DEFAULT_BANDS))
+
+
+def test_edge_map_and_gradient() -> None:
+    z = np.zeros((16, 16), np.uint8)
+    z[:, 8:] = 200
+    e = M.edge_map(z)
+    assert e[:, 7:9].all() and not e[:, :6].any() and not e[:, 10:].any()
+    assert M.gradient_magnitude(z.astype(np.float32) / 255)[5, 8] == pytest.approx(200 / 255, rel=1e-5)

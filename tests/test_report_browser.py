@@ -1,0 +1,143 @@
+"""The audit page in a real headless Chromium: loads clean, shows every asset's images, the slider slides.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (scripts/test.sh installs them); skips, saying so, when
+either is missing. The page is served by a real HTTP server on 127.0.0.1 (port chosen by the OS), so the
+Content-Security-Policy and relative image URLs are exercised as a browser sees them.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from inverity.report import write_report
+from test_report import make_batch
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _require_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.isfile(p)]
+    if missing:
+        pytest.skip(f"headless browser not installed ({', '.join(missing)} missing): "
+                    "apt-get install chromium chromium-driver")
+    pytest.importorskip("selenium")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture()
+def served_report(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+    batch = make_batch(tmp_path)
+    page = write_report(batch.outdir, batch.records, roots=[batch.indir])
+    # serve the output directory: the page links to outputs beside it (../photos/astro.jpg)
+    handler = functools.partial(_QuietHandler, directory=str(batch.outdir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/report/index.html", len(batch.records), page
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture()
+def driver(tmp_path: Path) -> Iterator[object]:
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def test_page_in_headless_chromium(served_report: tuple[str, int, Path], driver: object, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, n_assets, page = served_report
+    drv = driver  # type: ignore[assignment]
+    drv.get(url)  # type: ignore[attr-defined]
+    # wait until every image has finished loading (or failed)
+    WebDriverWait(drv, 20).until(lambda d: d.execute_script(
+        "return Array.from(document.images).every(function (i) { return i.complete; })"))
+
+    severe = [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"]  # type: ignore[attr-defined]
+    assert not severe, f"console errors: {severe}"
+
+    sections = drv.find_elements(By.CSS_SELECTOR, "section.asset")  # type: ignore[attr-defined]
+    assert len(sections) == n_assets
+    for sec in sections:
+        assert sec.is_displayed()
+        imgs = sec.find_elements(By.TAG_NAME, "img")
+        broken = [i.get_attribute("src") for i in imgs
+                  if not drv.execute_script("return arguments[0].naturalWidth", i)]  # type: ignore[attr-defined]
+        assert not broken, f"{sec.get_attribute('data-input')}: images did not load: {broken}"
+        if sec.get_attribute("data-input") == "gone/missing.png":
+            assert len(imgs) == 1 and "original not found" in sec.text     # placeholder, reconstruction only
+        elif sec.get_attribute("data-verdict") == "failed":
+            assert len(imgs) == 1 and "no stage passed verification" in sec.text
+        elif sec.get_attribute("data-verdict") == "lossless":
+            assert len(imgs) == 4  # slider pair, error map, spectral map: no worst tile in identical pixels
+        else:
+            assert len(imgs) == 7  # slider pair, error map, spectral map, three worst-tile crops
+
+    # the slider: moving it changes the width of the overlay that shows the original
+    sec = sections[0]
+    slider = sec.find_element(By.CSS_SELECTOR, "input.slider")
+    overlay = sec.find_element(By.CSS_SELECTOR, ".cmp .ov")
+    frame = sec.find_element(By.CSS_SELECTOR, ".cmp")
+    full = frame.rect["width"]
+    half = overlay.rect["width"]
+    assert full > 100 and abs(half - full / 2) <= 3
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'})", frame)  # type: ignore[attr-defined]
+    slider.send_keys(Keys.HOME)                  # a real key press on the range input: value -> 0
+    assert overlay.rect["width"] <= 3 and overlay.value_of_css_property("width") in ("0px", "2px")
+    slider.send_keys(Keys.END)                   # value -> 100: the original covers everything
+    assert abs(overlay.rect["width"] - full) <= 3
+    # the overlay image keeps the frame's width (it is clipped, not squeezed)
+    inner = overlay.find_element(By.TAG_NAME, "img")
+    slider.send_keys(Keys.HOME)
+    for _ in range(20):
+        slider.send_keys(Keys.ARROW_RIGHT)       # 20 steps of 0.5 -> 10 %
+    assert abs(overlay.rect["width"] - 0.10 * full) <= 3
+    assert abs(inner.rect["width"] - full) <= 2
+
+    # the summary links jump to the sections
+    link = drv.find_element(By.CSS_SELECTOR, "table.summary a")  # type: ignore[attr-defined]
+    link.click()
+    assert drv.execute_script("return location.hash") == "#" + sections[0].get_attribute("id")  # type: ignore
+
+    # a full-page screenshot, kept for a human to look at (INVERITY_SCREENSHOT=path to keep it elsewhere)
+    drv.execute_script("window.scrollTo(0, 0)")  # type: ignore[attr-defined]
+    height = drv.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    drv.set_window_size(1280, min(int(height), 6000))  # type: ignore[attr-defined]
+    shot = Path(os.environ.get("INVERITY_SCREENSHOT", tmp_path / "report.png"))
+    assert drv.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    assert shot.stat().st_size > 20_000
