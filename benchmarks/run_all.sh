@@ -13,7 +13,7 @@
 #   --seed S          corruption seed (default 0)
 #   --policies "P…"   routing policies to benchmark (default "auto delivery controlled")
 #   --skip STEP       skip corruptions|rd|routing (repeatable)
-# Environment: CORRUPTED_LIMIT (images per corrupted condition in the full run, default 8),
+# Environment: CORRUPTED_LIMIT (images per corrupted condition in the full run, default 6),
 #              SEVERITIES (full run, default "1,3,5"), PYTHON (interpreter, default python).
 #
 # Everything bulky (corrupted images, per-image CSV/JSON) stays in benchmarks/results/tmp/ (git-ignored); only
@@ -75,8 +75,8 @@ else
     LIMIT=()
     CORR=""
     SEVS="${SEVERITIES:-1,3,5}"
-    RD_ARGS=(--corrupted-limit "${CORRUPTED_LIMIT:-8}" --corrupted-qualities "20,40,60,80,92"
-             --corrupted-metrics psnr,ssimulacra2)
+    RD_ARGS=(--corrupted-limit "${CORRUPTED_LIMIT:-6}"
+             --corrupted-qualities "20,40,60,80,92;learned=1,2,4,6" --corrupted-metrics psnr,ssimulacra2)
     ROUTE_ARGS=(--grid-step 5)
 fi
 

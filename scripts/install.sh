@@ -5,7 +5,6 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # PyTorch first: the CPU build of 2.13.0 (a plain 'torch' would pull a multi-GB CUDA build)
 python -m pip install -q torch==2.13.0
-python -m pip install -q -c requirements-pinned.txt -e '.[server,test]'
+python -m pip install -q -c requirements-pinned.txt -e '.[server,test,ray]'

@@ -73,7 +73,13 @@ def test_bd_table_skips_flat_curves() -> None:
             rows.append({"condition": "fog/5", "corruption": "fog", "severity": 5, "codec": codec, "quality": q,
                          "image": "a", "bpp": scale * (0.2 * 2 ** i), "psnr": 12.0 + 0.01 * i,
                          "psnr_input": 28 + 3 * i})
+            # under noise, PSNR against the clean original falls as the codec keeps more of the noise
+            rows.append({"condition": "noise/5", "corruption": "noise", "severity": 5, "codec": codec,
+                         "quality": q, "image": "a", "bpp": scale * (0.2 * 2 ** i), "psnr": 20.0 - 2 * i,
+                         "psnr_input": 20 + 3 * i})
     bd = bd_table(summarise(rows), metrics=["psnr"])
+    falling = next(b for b in bd if b["condition"] == "noise/5" and b["distortion"] == "psnr")
+    assert falling["bd_rate"] is None and "not monotone" in falling["note"]
     clean = next(b for b in bd if b["condition"] == "clean")
     assert clean["bd_rate"] == pytest.approx(-30, abs=1e-6)
     flat = next(b for b in bd if b["condition"] == "fog/5" and b["distortion"] == "psnr")

@@ -38,6 +38,8 @@ def test_done_needs_same_sha_policy_status_and_the_output_on_disk(tmp_path: Path
         assert cat.done("sub/a.png", "s1") and cat.done("sub/a.png", "s1", "auto")
         assert not cat.done("sub/a.png", "other-sha")
         assert not cat.done("sub/a.png", "s1", "archive")
+        cat.put(_rec("sub/a.png", out, policy="web", policy_id="web@0123"))      # a TOML policy: keyed by id
+        assert cat.done("sub/a.png", "s1", "web@0123") and not cat.done("sub/a.png", "s1", "web")
         out.unlink()
         assert not cat.done("sub/a.png", "s1")          # output deleted by the user: redo it
         cat.put(_rec("b.png", None, status="failed", error="b.png: truncated"))

@@ -120,3 +120,28 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "policy auto" in cap.out and "ct_slice.dcm" in cap.out
     assert (out / "auto" / "ct_slice.dcm").is_file()
     assert (out / "report" / "index.html").is_file()
+
+
+def test_real_compress_json_inspect_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _real_modules()
+    from inverity.pipeline import RECORD_KEYS
+    from inverity.samples import build_demo_set
+
+    src = tmp_path / "in"
+    build_demo_set(src, small=True, names=("drawing.png", "ct_slice.dcm"))
+    good = (src / "drawing.png").read_bytes()
+    (src / "truncated.png").write_bytes(good[: len(good) // 2])
+    out = tmp_path / "out"
+    rc = main(["compress", str(src), "-o", str(out), "--json", "--jobs", "1"])
+    cap = capsys.readouterr()
+    assert rc == 2
+    recs = {r["input"]: r for r in map(json.loads, cap.out.splitlines())}
+    assert set(recs) == {"drawing.png", "ct_slice.dcm", "truncated.png"}
+    assert recs["truncated.png"]["status"] == "failed" and recs["ct_slice.dcm"]["status"] == "done"
+    assert all(set(RECORD_KEYS) <= set(r) for r in recs.values())
+    errs = [line for line in cap.err.splitlines() if line.startswith("inverity: error:")]
+    assert len(errs) == 1 and "truncated.png" in errs[0] and "Traceback" not in cap.err
+    assert not list(out.glob("truncated*"))
+    assert main(["inspect", str(out / "ct_slice.dcm"), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["container"] == "dicom" and rec["checks"]["lossless"] is True

@@ -153,7 +153,7 @@ def fake_resolve_policy(profile: FakeProfile, policy: FakePolicy, image: Image) 
     return ("archive", "drawing -> lossless") if profile.kind == "drawing" else ("delivery", "photo")
 
 
-def fake_plan(profile: FakeProfile, policy: FakePolicy) -> list[FakeCandidate]:
+def fake_plan(profile: FakeProfile, policy: FakePolicy, image: Image | None = None) -> list[FakeCandidate]:
     return list(policy.candidates)
 
 
@@ -495,3 +495,15 @@ def test_real_jobs_2_equals_jobs_1(demo_small: Path, tmp_path: Path) -> None:
     assert norm(r1) == norm(r2)
     for r in r1:
         assert (tmp_path / "o1" / r["output_rel"]).read_bytes() == (tmp_path / "o2" / r["output_rel"]).read_bytes()
+
+
+def test_real_toml_policy_resumes_and_a_changed_file_redoes(demo_small: Path, tmp_path: Path) -> None:
+    _real()
+    pol = tmp_path / "mine.toml"
+    pol.write_text('extends = "archive"\ndescription = "test"\n')
+    src = demo_small / "drawing.png"
+    first = compress([src], tmp_path / "o", policy=str(pol), jobs=1)
+    assert first[0]["status"] == "done" and first[0]["policy"] == "mine" and first[0]["policy_id"].startswith("mine@")
+    assert compress([src], tmp_path / "o", policy=str(pol), jobs=1)[0]["status"] == "skipped"
+    pol.write_text('extends = "archive"\ndescription = "test, edited"\n')
+    assert compress([src], tmp_path / "o", policy=str(pol), jobs=1)[0]["status"] == "done"

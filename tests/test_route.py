@@ -108,6 +108,8 @@ def test_controlled_puts_learned_first_for_an_in_distribution_photo_within_budge
     ("out of distribution", prof("photo", in_dist=False), "controlled", MODELS, "out of distribution: ood score 12.0"),
     ("no ood stats", prof("photo", in_dist=None), "controlled", MODELS, "unknown is not in"),
     ("not a photo", prof("aerial"), "controlled", MODELS, "content is aerial, not a natural photo"),
+    ("kind unknown", dataclasses.replace(prof("photo"), kind_source="fallback"), "controlled", MODELS,
+     "content kind unknown"),
     ("budget too small", prof("photo"),
      Policy.from_dict({"name": "tight", "extends": "controlled", "decode_budget_ms_per_mp": 100}), MODELS,
      "decode budget too small"),

@@ -342,17 +342,29 @@ def test_learned_only_accept_under_delivery_is_406_with_the_list(client: Any, as
 
 @needs_pipeline
 def test_learned_rendition_only_when_named_under_controlled(client: Any, chelsea: bytes) -> None:
+    # a 128×128 photo crop: in distribution, so `controlled` routes the learned stage first (smaller crops are
+    # routed to standard formats only); whether the current model then passes the floors is the verifier's call
     r = _upload(client, chelsea, policy="controlled")
     assert r.status_code in (200, 201), r.text
-    aid = r.json()["id"]
+    aid, rec = r.json()["id"], r.json()["decision"]
+    planned = LEARNED_MEDIA_TYPE in rec["media_types"]
+    learned_won = rec["stage"] == "learned"
     got = _get(client, aid, LEARNED_MEDIA_TYPE)
     if got.status_code == 200:
-        assert got.headers["content-type"] == LEARNED_MEDIA_TYPE and got.content.startswith(b"INV1")
+        assert planned and got.headers["content-type"] == LEARNED_MEDIA_TYPE and got.content.startswith(b"INV1")
         assert got.headers["etag"] == f'"{hashlib.sha256(got.content).hexdigest()}"'
-    else:   # the learned stage may be unavailable, or refuse this image (gate, floors): then a legible 406
-        _error(got, 406)
-    wild = _get(client, aid, "*/*")
-    assert wild.status_code == 200 and wild.headers["content-type"] in STANDARD
+    else:   # not routed (gate, budget) or no learned reconstruction passed the floors: a legible 406
+        assert not learned_won
+        msg = _error(got, 406)
+        assert LEARNED_MEDIA_TYPE not in got.json()["available"]
+        if planned:
+            assert "learned" in msg and "verification" in msg
+    for accept in ("*/*", "application/*", "image/*"):    # wildcards never reach the learned stream
+        wild = _get(client, aid, accept)
+        if accept == "application/*":
+            _error(wild, 406)
+        else:
+            assert wild.status_code == 200 and wild.headers["content-type"] in STANDARD
 
 
 @needs_pipeline
@@ -416,3 +428,25 @@ def test_archive_asset_is_only_served_losslessly(client: Any) -> None:
         got = _get(client, aid, accept)
         assert got.status_code == 200 and got.headers["content-type"] in {"image/png", "image/jxl"}
         assert np.array_equal(load(got.content).pixels, load(data).pixels)     # bit-exact
+
+
+@needs_pipeline
+def test_timeout_is_504_and_the_work_finishes_in_the_background(tmp_path: Path) -> None:
+    proc, base = _start(tmp_path / "store", "--timeout", "0.3")
+    try:
+        data = _crop_png("coffee", 8, 100, size=384)        # a routed compression takes well over 0.3 s
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as c:
+            r = _upload(c, data)
+            assert "did not finish" in _error(r, 504)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:           # a retry later finds the finished asset
+                again = _upload(c, data)
+                if again.status_code == 200:
+                    assert again.json()["id"] == asset_id(data, "delivery")
+                    break
+                assert again.status_code == 504, again.text
+                time.sleep(0.5)
+            else:
+                pytest.fail("the upload never completed in the background")
+    finally:
+        _stop(proc)

@@ -325,15 +325,15 @@ def features(image: Image) -> dict[str, float]:
 
     # -- structure on a box-downscaled luma (anti-aliased, so gradients and the coarse spectrum mean something)
     hh, ww = h // step * step, w // step * step
-    if step > 1:
+    if step > 1 and hh and ww:
         # block sums by strided adds (much faster than a 6-d reshape reduction)
         acc = np.zeros((hh // step, ww // step, px.shape[2]), np.uint16 if step <= 16 else np.uint32)
         for i in range(step):
             for j in range(step):
                 np.add(acc, px[i:hh:step, j:ww:step], out=acc, casting="unsafe")
         small = acc.astype(np.float32) * (1.0 / (step * step))
-    else:
-        small = px.astype(np.float32)
+    else:  # no downscale needed, or a sliver thinner than one block: use the subsample
+        small = sub.astype(np.float32)
     if small.shape[2] == 3:
         L = small[:, :, 0] * 0.299 + small[:, :, 1] * 0.587 + small[:, :, 2] * 0.114
     else:
@@ -379,7 +379,7 @@ def features(image: Image) -> dict[str, float]:
     else:
         f["cell_grad_cv"] = 0.0
     t3 = max(1, L.shape[0] // 3)
-    f["vert_asym"] = float((L[:t3].mean() - L[-t3:].mean()) / 255.0)   # sky above, ground below
+    f["vert_asym"] = float((L[:t3].mean() - L[-t3:].mean()) / 255.0) if L.size else 0.0   # sky above, ground below
     m = min(L.shape[0], L.shape[1], 128)
     if m >= 16:
         m = 1 << int(math.log2(m))

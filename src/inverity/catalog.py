@@ -133,7 +133,8 @@ class Catalog:
             raise ValueError(f"cannot store status {status!r}")
         row = (
             # input_sha256 "" = an input that could not even be read (such a row is never "done")
-            record["input"], record.get("input_sha256") or "", status, record.get("policy"),
+            record["input"], record.get("input_sha256") or "", status,
+            record.get("policy_id") or record.get("policy"),       # the policy as requested, for resume
             self._rel(record.get("output")) if status == "done" else None,
             record.get("stage"), record.get("quality"), record.get("bytes"), record.get("error"),
             json.dumps(record, sort_keys=True), time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -47,7 +47,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "input", "output", "bytes", "policy", "stage", "quality", "profile", "attempts", "checks", "reasons",
     "input_sha256", "input_bytes", "policy_resolved", "elapsed_ms", "version", "status",
 )
-#: policies under which a DICOM input is written back as DICOM (dataset intact, lossless transfer syntax)
+#: policy families under which a DICOM input is written back as DICOM (dataset intact, lossless transfer syntax)
 DICOM_OUT_POLICIES: frozenset[str] = frozenset({"archive", "diagnostic"})
 #: stage that passed -> the lossless DICOM transfer syntax to re-encode with (image.dicom_bytes); others -> jpegls.
 #: (``jpeg2000`` with ``htj2k=True`` -> ``htj2k``.) Formats DICOM cannot carry (PNG, WebP, JPEG XL) map to JPEG-LS.
@@ -83,10 +83,12 @@ class Toolkit:
     analyse: Callable[[Any], Any]                # Image -> Profile
     get_policy: Callable[[Any], Any]             # name | TOML path -> Policy
     resolve_policy: Callable[..., Any]           # (profile, auto policy, image) -> Policy | name [| (.., reason)]
-    plan: Callable[[Any, Any], list[Any]]        # (profile, policy) -> [Candidate]
+    plan: Callable[..., list[Any]]               # (profile, policy, image) -> [Candidate]
     get_stage: Callable[..., Any]                # (codec_id, quality=, **options) -> Stage
     verify: Callable[[Any, Any, Any], Any]       # (original, reconstruction, floors) -> Verdict
     dicom_bytes: Callable[..., bytes] | None = None  # (Image, *, transfer_syntax) -> DICOM file bytes
+    policy_family: Callable[[Any], str] | None = None  # Policy -> archive|diagnostic|delivery|controlled
+    explain: Callable[..., list[str]] | None = None    # (profile, policy, image) -> the router's reasons
 
     @classmethod
     def default(cls) -> "Toolkit":
@@ -96,10 +98,11 @@ class Toolkit:
         from .verify import verify
         from .analyse import analyse
         from .policy import get_policy
-        from .route import plan, resolve_policy
+        from .route import explain, plan, policy_family, resolve_policy
 
         return cls(load=image.load, analyse=analyse, get_policy=get_policy, resolve_policy=resolve_policy,
-                   plan=plan, get_stage=get_stage, verify=verify, dicom_bytes=getattr(image, "dicom_bytes", None))
+                   plan=plan, get_stage=get_stage, verify=verify, dicom_bytes=getattr(image, "dicom_bytes", None),
+                   policy_family=policy_family, explain=explain)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,7 +143,6 @@ class _Attempt:
     passed: bool
     entry: dict[str, Any]
     payload: bytes | None = None
-    reconstruction: Any = None
     checks: dict[str, Any] = field(default_factory=dict)
     stage: Any = None
 
@@ -287,7 +289,7 @@ def _try(tk: Toolkit, image: Any, cand: Any, quality: int | None, *, search: boo
         entry["decode_ms"] = _ms(t0)
     except Exception as exc:  # noqa: BLE001 - a stage failure is recorded and routing moves on (legible failure)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        entry.update(passed=False, reasons=[f"{'encode/decode failed'}: {type(exc).__name__}: {msg}".rstrip(": ")])
+        entry.update(passed=False, reasons=[f"encode/decode failed: {type(exc).__name__}: {msg}".rstrip(": ")])
         return _Attempt(False, entry, stage=stage)
     t0 = time.perf_counter()
     verdict = tk.verify(image, recon, cand.floors)
@@ -296,7 +298,7 @@ def _try(tk: Toolkit, image: Any, cand: Any, quality: int | None, *, search: boo
     entry["reasons"] = [str(r) for r in verdict.reasons]     # the verifier lists failures first
     if getattr(verdict, "failures", None):
         entry["failures"] = [str(f) for f in verdict.failures]
-    return _Attempt(bool(verdict.passed), entry, payload, recon, _checks(verdict), stage)
+    return _Attempt(bool(verdict.passed), entry, payload, _checks(verdict), stage)
 
 
 def _checks(verdict: Any) -> dict[str, Any]:
@@ -320,14 +322,12 @@ def _run_candidate(tk: Toolkit, image: Any, cand: Any, attempts: list[dict[str, 
     except Exception:  # noqa: BLE001 - the probe below records why the stage cannot be built
         lo, hi = _CLASSICAL_RANGE
     passing: list[_Attempt] = []
-    probed: dict[int, bool] = {}
 
     def probe(q: int) -> bool | None:
         a = _try(tk, image, cand, q, search=True)
         attempts.append(a.entry)
         if a.payload is None:          # the stage cannot take this image at all: stop searching
             return None
-        probed[q] = a.passed
         if a.passed:
             passing.append(a)
         return a.passed
@@ -359,9 +359,91 @@ def _run_candidate(tk: Toolkit, image: Any, cand: Any, attempts: list[dict[str, 
             pass_q = mid
         else:
             fail_q = mid
-    best = min(passing, key=lambda a: (a.entry["bytes"], a.entry["quality"]))
-    best.entry["chosen"] = True
-    return best
+    return min(passing, key=lambda a: (a.entry["bytes"], a.entry["quality"]))
+
+
+#: the metadata an output may have to carry (the Image contract); other keys are the loader's bookkeeping
+_CARRIED_METADATA = ("icc", "exif", "xmp", "dicom")
+
+
+def _routing_view(image: Any) -> Any:
+    """The image as the router should see it: same pixels (no copy), metadata limited to what an output may
+    have to carry. The loader also keeps bookkeeping keys (``dicom_transfer_syntax``, ``dicom_signed_offset``,
+    ``notes``) that no stage stores and none needs to; a metadata-keeping policy must not refuse every stage
+    over them."""
+    meta = getattr(image, "metadata", None)
+    if not isinstance(meta, dict) or set(meta) <= set(_CARRIED_METADATA) or not hasattr(image, "pixels"):
+        return image
+    from .image import Image
+
+    return Image(image.pixels, image.bit_depth, image.source_format,
+                 {k: v for k, v in meta.items() if k in _CARRIED_METADATA})
+
+
+def _family(tk: Toolkit, policy: Any) -> str:
+    """archive / diagnostic / delivery / controlled: how the router treats ``policy`` (a user TOML policy that
+    extends ``diagnostic`` keeps DICOM as DICOM too)."""
+    if tk.policy_family is not None:
+        try:
+            return str(tk.policy_family(policy))
+        except Exception:  # noqa: BLE001 - a fake policy the router cannot classify: fall back to its name
+            pass
+    return _policy_name(policy)
+
+
+def _groups(candidates: list[Any]) -> list[list[Any]]:
+    """Consecutive candidates sharing ``group`` (the router's "equivalent choices"); no ``group``: one each."""
+    out: list[list[Any]] = []
+    last: object = object()
+    for i, c in enumerate(candidates):
+        g = getattr(c, "group", None)
+        key = ("group", g) if g is not None else ("single", i)
+        if out and key == last:
+            out[-1].append(c)
+        else:
+            out.append([c])
+        last = key
+    return out
+
+
+def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, Any],
+            dicom_out: bool) -> tuple[_Attempt | None, Any]:
+    """Try the candidates group by group. Within a group (equivalent choices) every candidate is tried and the
+    smallest that passes wins; a later group is only a fallback when nothing in the earlier ones passed.
+
+    For DICOM output only the stages whose bitstream is a DICOM transfer syntax compete (the file is that
+    encoding inside DICOM), when the group has any."""
+    attempts: list[dict[str, Any]] = record["attempts"]
+    for group in _groups(candidates):
+        if dicom_out and any(c.codec_id in DICOM_TRANSFER_SYNTAX for c in group):
+            for c in group:
+                if c.codec_id not in DICOM_TRANSFER_SYNTAX:
+                    record["reasons"].append(f"{c.codec_id} not tried: not a DICOM transfer syntax")
+            group = [c for c in group if c.codec_id in DICOM_TRANSFER_SYNTAX]
+        passed: list[tuple[_Attempt, Any]] = []
+        for cand in group:
+            a = _run_candidate(tk, image, cand, attempts)
+            if a is not None:
+                passed.append((a, cand))
+                continue
+            last = next((e for e in reversed(attempts) if e["stage"] == cand.codec_id), None)
+            because = "; ".join(last["reasons"]) if last and last.get("reasons") else "failed"
+            record["reasons"].append(f"{_label(cand)} rejected: {because}")
+        if passed:
+            best, cand = min(passed, key=lambda p: p[0].entry["bytes"])
+            best.entry["chosen"] = True
+            why = getattr(cand, "reason", "") or "passed"
+            record["reasons"].append(f"{_label(cand)}: {why}")
+            if len(passed) > 1:
+                sizes = ", ".join(f"{_label(c)} {a.entry['bytes']} B" for a, c in passed)
+                record["reasons"].append(f"smallest of {len(passed)} passing equivalent choices ({sizes})")
+            return best, cand
+    return None, None
+
+
+def _label(cand: Any) -> str:
+    opts = {k: v for k, v in (getattr(cand, "options", None) or {}).items() if k != "model"}
+    return cand.codec_id + "".join(f"?{k}={v}" for k, v in opts.items())
 
 
 def _read_input(path: str | os.PathLike[str]) -> bytes:
@@ -467,25 +549,20 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
         record["reasons"].append(f"auto -> {_policy_name(concrete)}" + (f": {why}" if why else ""))
     record["policy_resolved"] = _policy_name(concrete)
 
-    candidates = list(tk.plan(profile, concrete))
+    candidates = list(tk.plan(profile, concrete, _routing_view(image)))
     if not candidates:
+        why = ""
+        if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
+            skipped = [ln for ln in tk.explain(profile, concrete, image) if ln.startswith("skipped ")]
+            record["reasons"].extend(skipped)
+            why = f"; first refusal: {skipped[0][len('skipped '):]}" if skipped else ""
         raise NoCandidatePassedError(f"{asset.path}: policy {record['policy_resolved']} allows no stage for this "
-                                     f"image ({prof.get('kind')}, {image.colour}, {image.bit_depth}-bit)")
-    attempts: list[dict[str, Any]] = record["attempts"]
-    chosen: _Attempt | None = None
-    chosen_cand = None
-    for cand in candidates:
-        why = getattr(cand, "reason", "")
-        a = _run_candidate(tk, image, cand, attempts)
-        if a is not None:
-            chosen, chosen_cand = a, cand
-            record["reasons"].append(f"{cand.codec_id}: {why}" if why else f"{cand.codec_id}: chosen")
-            break
-        last = next((e for e in reversed(attempts) if e["stage"] == cand.codec_id), None)
-        because = "; ".join(last["reasons"]) if last and last.get("reasons") else "failed"
-        record["reasons"].append(f"{cand.codec_id} rejected: {because}")
-
+                                     f"image ({prof.get('kind')}, {image.colour}, {image.bit_depth}-bit){why}")
+    dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
+                 and _family(tk, concrete) in DICOM_OUT_POLICIES)
+    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out)
     if chosen is None or chosen.payload is None:
+        attempts = record["attempts"]
         tried = ", ".join(dict.fromkeys(c.codec_id for c in candidates))
         last_reason = next((e["reasons"][0] for e in reversed(attempts) if e.get("reasons")), "no reason given")
         raise NoCandidatePassedError(f"{asset.path}: no stage passed verification under policy "
@@ -494,7 +571,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     payload, checks = chosen.payload, chosen.checks
     ext = _ext_for(chosen.stage, payload)
     # DICOM in + archive/diagnostic: DICOM out, the dataset intact and the pixels losslessly re-encoded.
-    if _is_dicom(image) and record["policy_resolved"] in DICOM_OUT_POLICIES and tk.dicom_bytes is not None:
+    if dicom_out:
         payload, checks = _as_dicom(tk, image, chosen_cand, chosen, record)
         ext = ".dcm"
 
@@ -615,6 +692,11 @@ class _Task:
     policy: Any
     outdir: str
     toolkit: Toolkit | None
+
+    @property
+    def wants_gpu(self) -> bool:
+        """True when the policy may use the learned stage (the Ray engine then asks for a GPU fraction)."""
+        return self.policy == "controlled" or bool(getattr(self.policy, "allow_learned", False))
 
 
 def _work(task: _Task) -> Result:

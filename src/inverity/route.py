@@ -85,15 +85,10 @@ PREFERENCES: dict[str, dict[str, tuple[Group, ...]]] = {
         "synthetic": _LINE_ART_DELIVERY,
         "*": _PHOTO_DELIVERY,
     },
-    # the learned stage first (only kept when every condition holds), then delivery's table
-    "controlled": {
-        "photo": (("learned",),) + _PHOTO_DELIVERY,
-        "drawing": _LINE_ART_DELIVERY,
-        "screen": _LINE_ART_DELIVERY,
-        "synthetic": _LINE_ART_DELIVERY,
-        "*": _PHOTO_DELIVERY,
-    },
 }
+# controlled: the learned stage first for every kind (kept only when every condition holds, so a drawing's plan
+# still says *why* it was skipped), then delivery's table
+PREFERENCES["controlled"] = {kind: (("learned",),) + groups for kind, groups in PREFERENCES["delivery"].items()}
 
 #: lossy candidates for these kinds are held to stricter floors (text and thin lines show ringing first)
 KIND_FLOOR_OVERRIDES: dict[str, dict[str, float]] = {
@@ -291,6 +286,8 @@ def _learned_check(profile: Profile, policy: Policy, models: Mapping[str, Any], 
                    mp: float) -> tuple[str | None, str, str]:
     """(refusal or None, reason when allowed, model name) for the learned stage."""
     name = policy.model or default_model
+    if profile.kind_source == "fallback":
+        return "content kind unknown (no kind classifier installed): the learned stage needs a known photo", "", name
     if profile.kind != "photo":
         return (f"content is {profile.kind}, not a natural photo (the learned codec is trained on photos only)",
                 "", name)

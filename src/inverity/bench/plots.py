@@ -89,8 +89,8 @@ def plot_rd_panels(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequ
     axes[0][0].set_ylabel(ylabel, fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, fontsize=7, loc="upper right")
-    fig.suptitle(title, fontsize=10)
+        fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title, fontsize=10, y=1.02)
     return _save(fig, path)
 
 

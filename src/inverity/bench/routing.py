@@ -1,7 +1,8 @@
 """How good is the router? Each image's routed choice against an exhaustive oracle under the same policy.
 
-For every image the **oracle** tries every stage the policy allows, each over a quality grid (lossless stages
-once; the learned stage at each of its qualities), verifies every reconstruction with
+For every image the **oracle** tries every stage the policy allows (:func:`oracle_candidates`: for any content
+kind, not only the one the analyser saw), each over a quality grid (lossless stages once; the learned stage at
+each of its qualities), verifies every reconstruction with
 :func:`inverity.verify.verify` against the floors the router would apply to that stage, and keeps the passing
 (stage, quality) with the fewest bytes. The **router** is the real pipeline, :func:`inverity.pipeline.compress_one`
 (profile → policy → plan → encode/verify/search). Per image we report:
@@ -15,7 +16,8 @@ once; the learned stage at each of its qualities), verifies every reconstruction
   one), and whether the router **used it where it lost** or **skipped it where it won**.
 
 The oracle's grid scan goes up in quality and stops at a stage's first passing quality (passing is monotone in
-quality and size grows with it, as for the pipeline's own search); ``exhaustive=True`` tries the whole grid.
+quality and size grows with it, as for the pipeline's own search), then bisects the last grid gap to single
+quality steps; ``exhaustive=True`` tries the whole grid.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from .._atomic import atomic_write_text
 from ..errors import InputError, InverityError
 from . import _data
 
-__all__ = ["RoutingUnavailableError", "OracleChoice", "oracle", "run_routing", "DEFAULT_GRID"]
+__all__ = ["RoutingUnavailableError", "OracleChoice", "oracle", "oracle_candidates", "run_routing", "DEFAULT_GRID"]
 
 #: the oracle's quality grid for 0–100 stages
 DEFAULT_GRID: tuple[int, ...] = tuple(range(5, 101, 5))
@@ -72,24 +74,74 @@ def _policy_name(p: Any) -> str:
     return str(getattr(p, "name", p))
 
 
-def _allowed_stages(policy: Any, plan: Sequence[Any]) -> list[str]:
-    """The stages a policy allows, in its order (the attribute name is the policy module's; the plan's stages
-    are appended so the oracle never tries less than the router could)."""
-    names: list[str] = []
-    for attr in ("stages", "allowed_stages", "allowed", "stage_order"):
-        v = getattr(policy, attr, None)
-        if v:
-            names = [str(getattr(s, "codec_id", s)) for s in v]
-            break
+def _key(codec_id: str, options: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return codec_id, tuple(sorted((str(k), str(v)) for k, v in (options or {}).items() if k != "model"))
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One (stage, options) the oracle tries, with the floors its reconstructions must meet."""
+
+    codec_id: str
+    floors: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def oracle_candidates(profile: Any, policy: Any, image: Any, plan: Sequence[Any]) -> list[_Try]:
+    """Everything ``policy`` allows for this image, not only what the router planned for its kind.
+
+    The router picks a preference table by the image's *estimated* kind; the oracle takes the union of the
+    plans for every kind of the policy's family (so a drawing misread as a photo still has its lossless
+    options measured), each verified against the floors the router applies to *this* image (its plan's lossy
+    floors for lossy stages; bit-exact for lossless; the bound for near-lossless). When the policy allows the
+    learned stage but the router's gate skipped it (out of distribution, decode budget), the oracle tries it
+    anyway under the policy's floors, so "skipped where it would have won" can be counted.
+    """
+    out: list[_Try] = []
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+    def add(cid: str, floors: Any, options: Mapping[str, Any] | None) -> None:
+        k = _key(cid, options)
+        if k not in seen:
+            seen.add(k)
+            out.append(_Try(cid, floors, dict(options or {})))
+
     for c in plan:
-        if c.codec_id not in names:
-            names.append(c.codec_id)
-    if getattr(policy, "allow_learned", True) is False:
-        names = [n for n in names if n != "learned"]
-    return names
+        add(c.codec_id, getattr(c, "floors", None), getattr(c, "options", None))
+    explicit = getattr(policy, "stages", None)
+    pol_floors = getattr(policy, "floors", None)
+    lossy_floors = next((c.floors for c in plan if getattr(c, "search", False) and c.codec_id != "learned"),
+                        pol_floors)
+    if explicit:
+        for sid in explicit:
+            add(str(sid), pol_floors, None)
+    else:
+        try:
+            import dataclasses
+
+            from ..route import PREFERENCES, make_plan, policy_family
+
+            kinds = [k for k in PREFERENCES.get(policy_family(policy), {}) if k != "*"] + ["texture"]
+            for kind in kinds:
+                other = make_plan(dataclasses.replace(profile, kind=kind), policy, image)
+                for c in other.candidates:
+                    lossy = getattr(c, "search", False) and c.codec_id != "learned"
+                    add(c.codec_id, lossy_floors if lossy else c.floors, c.options)
+        except (ImportError, AttributeError, TypeError):   # an older route module: the plan is the set
+            pass
+    if getattr(policy, "allow_learned", False) and not any(t.codec_id == "learned" for t in out):
+        try:
+            from ..stages.base import stage_class
+
+            stage_class("learned")
+            add("learned", pol_floors, None)
+        except InverityError:
+            pass
+    return out
 
 
-def _grid_for(codec_id: str, grid: Sequence[int]) -> list[int | None]:
+def _grid_for(codec_id: str, grid: Sequence[int], options: Mapping[str, Any] | None = None) -> list[int | None]:
+    """The qualities the oracle tries for a stage: none for lossless, the model's for learned, else ``grid``."""
     from ..stages.base import stage_class
 
     cls = stage_class(codec_id)
@@ -97,60 +149,89 @@ def _grid_for(codec_id: str, grid: Sequence[int]) -> list[int | None]:
     if caps is not None and caps.lossless:
         return [None]
     if caps is not None and caps.learned:
-        qs = getattr(cls, "qualities", None)
-        if not qs:
-            try:
-                from ..stages.learned import zoo
+        try:
+            from ..stages.learned import zoo
 
-                info = zoo.list_models()
-                first = info[0] if isinstance(info, list) and info else None
-                qs = (first.get("qualities") if isinstance(first, dict) else getattr(first, "qualities", None))
-            except Exception:  # noqa: BLE001 - fall back to the documented K = 6
-                qs = None
-        return [int(q) for q in (qs or range(1, 7))]
+            qs = tuple(zoo.model_info((options or {}).get("model")).qualities)
+        except Exception:  # noqa: BLE001 - no registry yet: the documented K = 6
+            qs = tuple(range(1, 7))
+        return [int(q) for q in qs]
     return [int(q) for q in grid]
 
 
 def oracle(image: Any, policy: Any, plan: Sequence[Any], *, grid: Sequence[int] = DEFAULT_GRID,
-           exhaustive: bool = False, toolkit: Any = None) -> OracleChoice:
-    """The cheapest (stage, quality) that passes verification among everything ``policy`` allows.
+           exhaustive: bool = False, refine: bool = True, toolkit: Any = None) -> OracleChoice:
+    """The cheapest (stage, quality) that passes verification among ``plan``'s candidates and the policy's own
+    ``stages`` list (each needs ``codec_id`` and may carry ``floors`` and ``options``; a stage without floors
+    is verified against ``policy.floors``). :func:`oracle_candidates` builds the full set for an image.
 
-    ``plan`` (the router's candidates for this image) supplies the floors and options per stage; a stage the
-    plan leaves out is verified against ``policy.floors``.
+    Per stage the grid is scanned upwards to the first passing quality (``exhaustive``: the whole grid); with
+    ``refine`` the gap between the last failing and the first passing grid point is then bisected to single
+    quality steps, so the oracle is as fine as the router's own search.
     """
     tk = toolkit or _toolkit()
-    by_stage: dict[str, Any] = {}
-    for c in plan:
-        by_stage.setdefault(c.codec_id, c)
     pol_floors = getattr(policy, "floors", None)
+    tries: list[_Try] = []
+    seen = set()
+    for c in list(plan) + [_Try(str(s), None) for s in (getattr(policy, "stages", None) or ())]:
+        k = _key(c.codec_id, getattr(c, "options", None))
+        if k not in seen:
+            seen.add(k)
+            tries.append(_Try(c.codec_id, getattr(c, "floors", None) or pol_floors,
+                              dict(getattr(c, "options", None) or {})))
+    if getattr(policy, "allow_learned", True) is False:
+        tries = [t for t in tries if t.codec_id != "learned"]
     result = OracleChoice(None, None, None)
-    for sid in _allowed_stages(policy, plan):
-        cand = by_stage.get(sid)
-        floors = getattr(cand, "floors", None) or pol_floors
-        options = dict(getattr(cand, "options", None) or {})
+    for t in tries:
+        label = t.codec_id + "".join(f"?{k}={v}" for k, v in sorted(t.options.items()) if k != "model")
         try:
-            qualities = _grid_for(sid, grid)
+            qualities = _grid_for(t.codec_id, grid, t.options)
         except InverityError:
             continue
         best: dict[str, Any] | None = None
-        for q in qualities:
+
+        def attempt(q: int | None) -> int | None | bool:
+            """Bytes if (stage, q) passes, False if it fails, None if the stage cannot take the image."""
+            nonlocal best
             result.tried += 1
             try:
-                stage = tk.get_stage(sid, quality=q, **options)
+                stage = tk.get_stage(t.codec_id, quality=q, **t.options)
                 payload = bytes(stage.encode(image))
                 rec = stage.decode(payload)
-            except Exception:  # noqa: BLE001 - the stage cannot take this image (alpha, 16-bit, ...): next stage
+            except Exception:  # noqa: BLE001 - the stage cannot take this image (alpha, 16-bit, ...)
+                return None
+            if not tk.verify(image, rec, t.floors).passed:
+                return False
+            if best is None or len(payload) < best["bytes"]:
+                best = {"stage": t.codec_id, "quality": q, "bytes": len(payload), "options": t.options}
+            return len(payload)
+
+        prev_fail: int | None = None
+        for q in qualities:
+            r = attempt(q)
+            if r is None:
                 break
-            verdict = tk.verify(image, rec, floors)
-            if verdict.passed:
-                if best is None or len(payload) < best["bytes"]:
-                    best = {"stage": sid, "quality": q, "bytes": len(payload), "options": options}
-                if not exhaustive:
-                    break
+            if r is False:
+                prev_fail = q
+                continue
+            if refine and q is not None and prev_fail is not None and t.codec_id != "learned":
+                # bisect between the last failing and the first passing grid point, as finely as the router
+                lo, hi = prev_fail, q
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    r2 = attempt(mid)
+                    if r2 is None:
+                        break
+                    lo, hi = (mid, hi) if r2 is False else (lo, mid)
+            if not exhaustive:
+                break
         if best is not None:
-            result.best_per_stage[sid] = best
+            prev = result.best_per_stage.get(t.codec_id)
+            if prev is None or best["bytes"] < prev["bytes"]:
+                result.best_per_stage[t.codec_id] = best
+            result.best_per_stage.setdefault(label, best)
             if result.bytes is None or best["bytes"] < result.bytes:
-                result.stage, result.quality, result.bytes = sid, best["quality"], best["bytes"]
+                result.stage, result.quality, result.bytes = t.codec_id, best["quality"], best["bytes"]
                 result.options = dict(best["options"])
     return result
 
@@ -204,6 +285,7 @@ def run_routing(data: str | os.PathLike[str], policy: str, out: str | os.PathLik
             row["kind"] = getattr(profile, "kind", None)
             row["policy"] = _policy_name(concrete)
             plan = list(tk.plan(profile, concrete))
+            tries = oracle_candidates(profile, concrete, image, plan)
             # router
             t0 = time.perf_counter()
             try:
@@ -224,13 +306,13 @@ def run_routing(data: str | os.PathLike[str], policy: str, out: str | os.PathLik
             row["router_s"] = time.perf_counter() - t0
             # oracle
             t0 = time.perf_counter()
-            orc = oracle(image, concrete, plan, grid=grid, exhaustive=exhaustive, toolkit=tk)
+            orc = oracle(image, concrete, tries, grid=grid, exhaustive=exhaustive, toolkit=tk)
             row.update(oracle_stage=orc.stage, oracle_quality=orc.quality, oracle_bytes=orc.bytes,
                        oracle_tries=orc.tried, oracle_s=time.perf_counter() - t0)
             row["regret"] = (row["router_bytes"] / orc.bytes) if (row.get("router_bytes") and orc.bytes) else None
             row["router_failed"] = row.get("router_bytes") is None and orc.bytes is not None
             learned = orc.best_per_stage.get("learned")
-            classical = [v for k, v in orc.best_per_stage.items() if k != "learned"]
+            classical = [v for v in orc.best_per_stage.values() if v["stage"] != "learned"]
             best_cl = min(classical, key=lambda v: v["bytes"]) if classical else None
             row["learned_bytes"] = learned["bytes"] if learned else None
             row["best_other_bytes"] = best_cl["bytes"] if best_cl else None
@@ -283,7 +365,8 @@ def _write(out: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, A
     L = [f"# Routing: policy `{s['policy']}` against the oracle", "",
          f"{s['images']} images; oracle grid {s['grid'][0]}..{s['grid'][-1]} step "
          f"{(s['grid'][1] - s['grid'][0]) if len(s['grid']) > 1 else '-'} "
-         f"({'exhaustive' if s['exhaustive'] else 'first passing quality per stage'}); {s['seconds']} s.", ""]
+         f"({'exhaustive' if s['exhaustive'] else 'first passing quality per stage'}, the last gap bisected to "
+         f"single steps); {s['seconds']} s.", ""]
     L.append(md_table(["measure", "value"], [
         ["regret, geometric mean (router bytes / oracle bytes)", _fmt(s.get("regret_geomean"), 3)],
         ["regret, median / min / max", f"{_fmt(s.get('regret_median'), 3)} / {_fmt(s.get('regret_min'), 3)} / "

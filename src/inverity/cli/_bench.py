@@ -106,7 +106,7 @@ def rd_cmd(
                                                                    "overlay (e.g. ../shared/anchors/compressai-kodak)."),
     spectral: bool = typer.Option(True, "--spectral/--no-spectral", help="Accumulate error spectra."),
     spectral_bpp: float = typer.Option(0.5, "--spectral-bpp", help="Rate at which 2-D spectra are compared."),
-    quick: bool = typer.Option(False, "--quick", help="Sparser quality grids (5 per classical codec)."),
+    quick: bool = typer.Option(False, "--quick", help="Sparser quality grids (4 per codec)."),
 ) -> None:
     """Rate–distortion curves, BD-rate tables (against JPEG) and error spectra, on clean and corrupted data."""
     from ..bench import rd

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 from ..errors import InputError, InverityError, MissingDependencyError
 from ..formats import sniff
 from ._negotiate import acceptable
-from ._store import LEARNED_MEDIA_TYPE, MEDIA_TYPES, Store, asset_id, is_asset_id
+from ._store import LEARNED_MEDIA_TYPE, MEDIA_TYPES, Store, asset_id, is_asset_id, public_message
 
 __all__ = ["ServerConfig", "create_app", "serve", "ApiError", "BUILTIN_POLICY_NAMES"]
 
@@ -126,31 +126,39 @@ def _require(module: str, package: str) -> Any:
 #: memory for rendition bytes kept hot (the cached GET path then does no file I/O); larger files stream from disk
 _BYTE_CACHE_BUDGET = 64 * 1024 * 1024
 _BYTE_CACHE_ITEM = 4 * 1024 * 1024
+#: decision records and rendition records kept in memory (the rest are read from the catalog / disk again)
+_RECORD_CACHE_ITEMS = 20_000
 
 
-class _ByteCache:
-    """A least-recently-used map of rendition path -> bytes, bounded by total size (event-loop thread only)."""
+class _LRU:
+    """A least-recently-used map bounded by item count and (for bytes) total size. Event-loop thread only."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, max_items: int, max_bytes: Optional[int] = None) -> None:
         from collections import OrderedDict
 
-        self.budget, self.size = budget, 0
-        self._items: "OrderedDict[str, bytes]" = OrderedDict()
+        self.max_items, self.max_bytes, self.size = max_items, max_bytes, 0
+        self._items: "OrderedDict[Any, Any]" = OrderedDict()
 
-    def get(self, key: str) -> Optional[bytes]:
-        data = self._items.get(key)
-        if data is not None:
+    def _weight(self, value: Any) -> int:
+        return len(value) if self.max_bytes is not None else 0
+
+    def get(self, key: Any) -> Any:
+        value = self._items.get(key)
+        if value is not None:
             self._items.move_to_end(key)
-        return data
+        return value
 
-    def put(self, key: str, data: bytes) -> None:
-        if len(data) > min(_BYTE_CACHE_ITEM, self.budget) or key in self._items:
+    def put(self, key: Any, value: Any) -> None:
+        if self.max_bytes is not None and self._weight(value) > self.max_bytes:
             return
-        self._items[key] = data
-        self.size += len(data)
-        while self.size > self.budget:
-            _, old = self._items.popitem(last=False)
-            self.size -= len(old)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size -= self._weight(old)
+        self._items[key] = value
+        self.size += self._weight(value)
+        while len(self._items) > self.max_items or (self.max_bytes is not None and self.size > self.max_bytes):
+            _, dropped = self._items.popitem(last=False)
+            self.size -= self._weight(dropped)
 
 
 class _State:
@@ -164,10 +172,10 @@ class _State:
         # catalog look-ups and file reads get their own threads so a queue of encodes never delays a cached GET
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="inverity-io")
         self.inflight: dict[tuple[str, ...], "asyncio.Future[Any]"] = {}
-        self.assets: dict[str, dict[str, Any]] = {}               # id -> public decision record (done assets)
-        self.renditions: dict[tuple[str, str], dict[str, Any]] = {}  # (id, media type) -> rendition record
-        self.offered: dict[str, list[str]] = {}                   # id -> media types worth offering
-        self.bytes = _ByteCache(_BYTE_CACHE_BUDGET)               # hot renditions, served without file I/O
+        self.assets = _LRU(_RECORD_CACHE_ITEMS)          # id -> public decision record (done assets only)
+        self.renditions = _LRU(_RECORD_CACHE_ITEMS)      # (id, media type) -> rendition record
+        self.offered = _LRU(_RECORD_CACHE_ITEMS)         # id -> media types worth offering
+        self.bytes = _LRU(_RECORD_CACHE_ITEMS, _BYTE_CACHE_BUDGET)   # rendition path -> bytes
         self._token_digest = None if config.token is None else hashlib.sha256(config.token.encode()).digest()
 
     def token_ok(self, given: Optional[str]) -> bool:
@@ -249,7 +257,10 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
         FastAPI or python-multipart is not installed.
     """
     _require("fastapi", "fastapi")
-    _require("python_multipart", "python-multipart")
+    try:                                    # starlette's multipart parser; renamed python_multipart in 0.0.13
+        _require("python_multipart", "python-multipart")
+    except MissingDependencyError:
+        _require("multipart", "python-multipart")
     from fastapi import FastAPI, Query, Request, Security
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -304,7 +315,7 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
     def _json_error(status: int, message: str, headers: Optional[dict[str, str]] = None,
                     **extra: Any) -> Any:
         # never show the server's own filesystem layout to a client
-        message = _one_line(message).replace(f"{store.root}{os.sep}", "")
+        message = public_message(_one_line(message), store.root)
         return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
@@ -377,7 +388,7 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
         if rec is None and is_asset_id(aid):
             rec = await state.call(store.asset, aid)
             if rec is not None:
-                state.assets[aid] = rec
+                state.assets.put(aid, rec)
         if rec is None:
             raise ApiError(404, f"unknown asset id {aid[:64]!r}")
         return rec
@@ -387,13 +398,14 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
         if meta is None:
             meta, _ = await state.once(("rendition", aid, media_type), store.make_rendition, aid, rec, media_type,
                                        timeout=timeout)
-            state.renditions[(aid, media_type)] = meta
+            state.renditions.put((aid, media_type), meta)
         return meta
 
     def _offered(aid: str, rec: dict[str, Any]) -> list[str]:
         offered = state.offered.get(aid)
         if offered is None:
-            offered = state.offered[aid] = store.offered(rec)
+            offered = store.offered(rec)
+            state.offered.put(aid, offered)
         return offered
 
     async def _send(meta: dict[str, Any], headers: dict[str, str]) -> Any:
@@ -465,7 +477,7 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
             attempts = getattr(exc, "record", None)   # the partial decision record: every attempt and why
             extra = {"decision": attempts} if attempts is not None else {}
             raise ApiError(422, str(exc), extra=extra) from None
-        state.assets[aid] = record
+        state.assets.put(aid, record)
         return JSONResponse({"id": aid, "decision": record}, status_code=201 if created and initiator else 200,
                             headers=headers)
 

@@ -33,6 +33,7 @@ from ..errors import InputError
 
 __all__ = [
     "Store", "asset_id", "is_asset_id", "MEDIA_TYPES", "LEARNED_MEDIA_TYPE", "media_type_of_stage",
+    "public_message",
 ]
 
 #: media types served by ``GET /v1/assets/{id}`` -> rendition key (also the file stem under renditions/<id>/).
@@ -44,6 +45,8 @@ MEDIA_TYPES: dict[str, str] = {
 #: the learned stage's ``.inv`` stream: only for clients that name it exactly (never via ``*/*``)
 LEARNED_MEDIA_TYPE = "application/x-inverity"
 
+#: file extension of a stored original by sniffed format (others use the format name)
+_ORIGINAL_EXT = {"jpeg": "jpg", "dicom": "dcm", "tiff": "tif", "jpegls": "jls"}
 _ID_HEX = 32
 _ID_RE = re.compile(rf"[0-9a-f]{{{_ID_HEX}}}")
 
@@ -93,22 +96,23 @@ class _PlanFor:
     does the rest.
     """
 
-    def __init__(self, plan: Callable[[Any, Any], list[Any]], media_type: str) -> None:
+    def __init__(self, plan: Callable[..., list[Any]], media_type: str) -> None:
         self.plan, self.media_type = plan, media_type
 
-    def __call__(self, profile: Any, policy: Any) -> list[Any]:
-        return [c for c in self.plan(profile, policy) if media_type_of_stage(c.codec_id) == self.media_type]
+    def __call__(self, profile: Any, policy: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        return [c for c in self.plan(profile, policy, *args, **kwargs)
+                if media_type_of_stage(c.codec_id) == self.media_type]
 
 
 class _PlanRecorder:
     """``route.plan`` unchanged, remembering the plan the pipeline got (which formats this asset can have)."""
 
-    def __init__(self, plan: Callable[[Any, Any], list[Any]]) -> None:
+    def __init__(self, plan: Callable[..., list[Any]]) -> None:
         self.plan = plan
         self.candidates: list[Any] = []
 
-    def __call__(self, profile: Any, policy: Any) -> list[Any]:
-        self.candidates = list(self.plan(profile, policy))
+    def __call__(self, profile: Any, policy: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        self.candidates = list(self.plan(profile, policy, *args, **kwargs))
         return self.candidates
 
 
@@ -124,10 +128,27 @@ class _Preloaded:
         return self.load(data, name=name)
 
 
+#: how a stored original is named in a pipeline message (shown to clients as ``asset <id>``)
+_STORED_NAME = re.compile(r"(?:\S*/)?originals/([0-9a-f]{32})\.\w+")
+
+
+def public_message(text: str, root: Path) -> str:
+    """A message as clients see it: the server's paths replaced by the asset id.
+
+    Examples
+    --------
+    >>> public_message("/srv/st/originals/" + "ab" * 16 + ".png: truncated", Path("/srv/st"))
+    'asset abababababababababababababababab: truncated'
+    """
+    return _STORED_NAME.sub(r"asset \1", str(text).replace(f"{root}{os.sep}", ""))
+
+
 def _public(record: dict[str, Any], root: Path) -> dict[str, Any]:
     """A decision record as clients see it: paths relative to the store, no server filesystem layout."""
     rec = dict(record)
     rec.pop("input_path", None)
+    if rec.get("error"):
+        rec["error"] = public_message(rec["error"], root)
     out = rec.get("output")
     if out:
         try:
@@ -186,8 +207,9 @@ class Store:
         return self._load()(data, name=name)
 
     # -- paths ------------------------------------------------------------------------------------------------
-    def original_path(self, aid: str, ext: str) -> Path:
-        return self.root / "originals" / f"{aid}.{ext}"
+    def original_path(self, aid: str, fmt: str) -> Path:
+        """Where the upload of ``aid`` is kept, named by its sniffed format (``png``, ``jpeg``, ``dicom`` ...)."""
+        return self.root / "originals" / f"{aid}.{_ORIGINAL_EXT.get(fmt, fmt)}"
 
     def _find_original(self, aid: str) -> Path:
         hits = sorted((self.root / "originals").glob(f"{aid}.*"))
@@ -264,6 +286,8 @@ class Store:
         try:
             res = compress_one(orig, policy, outdir=self.root / "outputs", asset=asset, toolkit=tk)
         except Exception as exc:
+            # keep nothing of a failed upload but its catalog row (the attempts and why): a retry starts afresh
+            orig.unlink(missing_ok=True)
             record = getattr(exc, "record", None)
             if record is not None:
                 record = dict(record, status="failed", output=None, bytes=None, filename=filename)
@@ -303,7 +327,8 @@ class Store:
             if not idx or max(idx) >= chosen or self.read_rendition(aid, k) is not None:
                 continue
             stages = list(dict.fromkeys(cands[i].codec_id for i in idx))
-            last = next((a for a in reversed(record.get("attempts") or []) if a.get("stage") in stages), {})
+            last: dict[str, Any] = next(
+                (a for a in reversed(record.get("attempts") or []) if a.get("stage") in stages), {})
             why = "; ".join(last.get("reasons") or []) or "failed"
             self._write_meta(aid, k, {
                 "media_type": mtype, "key": k, "status": "unavailable",
@@ -370,7 +395,7 @@ class Store:
         except NoCandidatePassedError as exc:
             rec = getattr(exc, "record", None) or {}
             meta = {"media_type": media_type, "key": key, "status": "unavailable",
-                    "error": str(exc).replace(str(orig), f"asset {aid}"),
+                    "error": public_message(str(exc), self.root),
                     "record": _public(dict(rec, status="failed"), self.root)}
             self._write_meta(aid, key, meta)
             return meta
