@@ -12,7 +12,7 @@ medical     pydicom test files (CT, MR, NM, US, OT); skimage retina, microaneury
             hubble_deep_field, immunohistochemistry, shepp_logan_phantom; synthesised CT-like phantoms,
             fluorescence micrographs and star fields
 drawing     ``shared/datasets/ood/drawing`` (6 comic covers); synthesised engineering drawings, hatching,
-            comic panels, charts (clean and "scanned")
+            comic panels, charts (clean and "scanned"), photographed/scanned documents (print, handwriting)
 screen      synthesised UIs: windows, menus, dialogs, text rendered with Pillow's default font, code editors,
             terminals, web pages with photo thumbnails
 aerial      ``shared/datasets/ood/aerial`` (4 USC-SIPI aerials)
@@ -189,6 +189,54 @@ def synth_drawing(seed: int) -> np.ndarray:
     if rng.random() < 0.3:
         a = np.asarray(PILImage.fromarray(a).convert("L"))[:, :, None].repeat(3, axis=2)
     return a
+
+
+def synth_document(seed: int) -> np.ndarray:
+    """A photographed or scanned document: printed paragraphs or handwritten formulas on paper, with uneven
+    lighting, perspective, blur, noise and often JPEG — line art captured by a camera (labelled drawing)."""
+    rng = np.random.default_rng(seed)
+    w, h = int(rng.integers(300, 700)), int(rng.integers(160, 500))
+    paper = int(rng.integers(170, 250))
+    ink = int(rng.integers(0, 90))
+    im = PILImage.new("L", (w, h), paper)
+    d = ImageDraw.Draw(im)
+    if seed % 2 == 0:  # printed text: heading, paragraphs, maybe a code line and a rule
+        y = int(rng.integers(5, 30))
+        size = int(rng.integers(16, 34))
+        d.text((15, y), _text(rng, 3), fill=ink, font=_font(rng, size + 6))
+        y += size + 16
+        while y < h - size:
+            d.text((15, y), _text(rng, int(rng.integers(6, 14))), fill=ink, font=_font(rng, size))
+            y += int(size * rng.uniform(1.2, 1.6))
+            if rng.random() < 0.1:
+                d.line([15, y, w - 15, y], fill=ink, width=1)
+                y += 8
+    else:  # handwriting: pen strokes (random smooth curves) in lines, ruled paper
+        if rng.random() < 0.5:
+            for yy in range(20, h, int(rng.integers(25, 45))):
+                d.line([0, yy, w, yy], fill=max(0, paper - 40), width=1)
+        y = int(rng.integers(20, 50))
+        while y < h - 30:
+            x = int(rng.integers(10, 60))
+            while x < w - 60:
+                pts = np.cumsum(rng.normal(0, 6, (int(rng.integers(6, 14)), 2)), axis=0) + (x, y)
+                d.line([tuple(p) for p in pts.tolist()], fill=ink, width=int(rng.integers(2, 5)), joint="curve")
+                x += int(rng.integers(30, 90))
+            y += int(rng.integers(35, 70))
+    a = np.asarray(im).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    light = 1 + rng.uniform(-0.35, 0.1) * (xx / w) + rng.uniform(-0.35, 0.1) * (yy / h)
+    a = a * light
+    im = PILImage.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    if rng.random() < 0.5:  # camera perspective / rotation
+        im = im.rotate(float(rng.uniform(-20, 20)), resample=PILImage.BILINEAR, expand=False, fillcolor=paper)
+    im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.1))))
+    a = np.asarray(im).astype(np.float32) + rng.normal(0, rng.uniform(1, 6), (h, w))
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        a = np.stack([a, a, a], axis=2) * rng.uniform(0.9, 1.0, 3)   # warm paper tint
+        return np.clip(a, 0, 255).astype(np.uint8)
+    return a[:, :, None].repeat(3, axis=2)
 
 
 def _photo_patch(rng: np.random.Generator, w: int, h: int, photos: list[np.ndarray]) -> np.ndarray:
@@ -449,6 +497,8 @@ def collect_sources(shared: Path | None, photos_for_screens: list[np.ndarray]) -
         src.append(Source(f"synth/medical/{s}", "medical", lambda s=s: synth_medical(1000 + s), 3))
     for s in range(100):
         src.append(Source(f"synth/drawing/{s}", "drawing", lambda s=s: synth_drawing(2000 + s), 3))
+    for s in range(60):
+        src.append(Source(f"synth/document/{s}", "drawing", lambda s=s: synth_document(5000 + s), 3))
     for s in range(120):
         src.append(Source(f"synth/screen/{s}", "screen",
                           lambda s=s: synth_screen(3000 + s, photos_for_screens), 3))
@@ -620,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", choices=("mlp", "logreg"), default="mlp")
     ap.add_argument("--hidden", type=int, default=16)
-    ap.add_argument("--l2", type=float, default=None, help="L2 weight (default 1e-3 mlp, 1e-2 logreg)")
+    ap.add_argument("--l2", type=float, default=None, help="L2 weight (default 1e-2)")
     a = ap.parse_args(argv)
     shared = a.shared if a.shared.is_dir() else None
     if a.cache and a.cache.is_file():
@@ -637,7 +687,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.cache:
             np.savez(a.cache, X=X, y=y, groups=groups, feature_names=np.array(FEATURE_NAMES))
     k = len(KINDS)
-    l2 = a.l2 if a.l2 is not None else (1e-3 if a.model == "mlp" else 1e-2)
+    l2 = a.l2 if a.l2 is not None else 1e-2
 
     def fit(Xf: np.ndarray, yf: np.ndarray) -> dict[str, np.ndarray]:
         if a.model == "mlp":

@@ -171,6 +171,16 @@ def test_features_are_finite_for_odd_shapes_and_depths(shape: tuple[int, ...], d
     assert p.kind in KINDS and 0.0 <= p.kind_confidence <= 1.0
 
 
+def test_sixteen_bit_features_match_the_eight_bit_rendering() -> None:
+    from skimage import data
+
+    a8 = data.coffee()
+    a12 = (a8.astype(np.int64) * 4095 // 255).astype(np.uint16)
+    f8, f12 = features(Image(a8)), features(Image(a12, bit_depth=12))
+    assert all(abs(f8[k] - f12[k]) < 1e-2 for k in FEATURE_NAMES), {k: (f8[k], f12[k]) for k in FEATURE_NAMES
+                                                                      if abs(f8[k] - f12[k]) >= 1e-2}
+
+
 def test_constant_image_features() -> None:
     f = features(Image(np.full((100, 150, 3), 77, np.uint8)))
     assert f["flat_frac"] == 1.0 and f["log_colours"] == 0.0 and f["edge_density"] == 0.0

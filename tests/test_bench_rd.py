@@ -204,7 +204,7 @@ def test_oracle_finds_the_cheapest_passing_choice() -> None:
         stages = ("jpeg", "webp", "png")
         floors = 34.0
 
-    res = oracle(image, Policy(), [], grid=range(10, 101, 10), exhaustive=True, toolkit=tk)
+    res = oracle(image, Policy(), [], grid=range(10, 101, 10), exhaustive=True, refine=False, toolkit=tk)
     assert set(res.best_per_stage) == {"jpeg", "webp", "png"}
     assert res.bytes == min(v["bytes"] for v in res.best_per_stage.values())
     # brute force over the same grid agrees
@@ -217,6 +217,11 @@ def test_oracle_finds_the_cheapest_passing_choice() -> None:
                 brute.append(len(enc))
     brute.append(res.best_per_stage["png"]["bytes"])
     assert res.bytes == min(brute)
+    # bisecting the last grid gap can only find a smaller passing stream, at a quality off the grid
+    fine = oracle(image, Policy(), [], grid=range(10, 101, 10), toolkit=tk)
+    assert fine.bytes is not None and fine.bytes <= res.bytes
+    lossy = [v for k, v in fine.best_per_stage.items() if k in ("jpeg", "webp")]
+    assert all(v["quality"] is not None for v in lossy)
     # a candidate's own floors override the policy's (here: impossible for webp)
     res2 = oracle(image, Policy(), [_Cand("webp", floors=200.0)], grid=range(10, 101, 10), toolkit=tk)
     assert "webp" not in res2.best_per_stage

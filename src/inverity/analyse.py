@@ -54,7 +54,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "hist_entropy", "hist_empty_frac", "hist_peak", "dark_frac", "bright_frac", "luma_mean", "luma_std",
     # structure (box-downscaled luma)
     "edge_density", "axis_frac", "orient_entropy", "grad_mean", "grad_p99", "grad_sparsity", "flat_block_frac",
-    "row_cv", "col_cv", "slope_coarse", "cell_grad_cv", "vert_asym",
+    "row_cv", "col_cv", "slope_coarse", "cell_grad_cv", "vert_asym", "paper_frac", "ink_frac",
     # native resolution crops
     "flat_frac", "noise_sigma", "band1", "band2", "band3", "band4", "band5", "band6", "slope_native",
     "hf_ratio", "crop_std", "crop_hf_spread",
@@ -279,13 +279,14 @@ def features(image: Image) -> dict[str, float]:
     >>> f["flat_frac"], f["log_colours"]
     (1.0, 0.0)
     """
-    px = _colour_part(_as_u8(image.pixels, image.bit_depth))
+    px = _colour_part(image.pixels)          # 16-bit stays 16-bit here: only the samples used get converted
+    bd = image.bit_depth
     h, w = px.shape[:2]
     f: dict[str, float] = {}
 
     # -- colour & histogram on a nearest-neighbour subsample: keeps the palette exact ------------------------
     step = max(1, math.ceil(max(h, w) / _MAX_SIDE))
-    sub = px[::step, ::step]
+    sub = _as_u8(px[::step, ::step], bd)
     n = sub.shape[0] * sub.shape[1]
     if sub.shape[2] == 3:
         r, g, b = sub[:, :, 0], sub[:, :, 1], sub[:, :, 2]
@@ -327,11 +328,13 @@ def features(image: Image) -> dict[str, float]:
     hh, ww = h // step * step, w // step * step
     if step > 1 and hh and ww:
         # block sums by strided adds (much faster than a 6-d reshape reduction)
-        acc = np.zeros((hh // step, ww // step, px.shape[2]), np.uint16 if step <= 16 else np.uint32)
+        wide = px.dtype == np.uint16 or step > 16
+        acc = np.zeros((hh // step, ww // step, px.shape[2]), np.uint32 if wide else np.uint16)
         for i in range(step):
             for j in range(step):
                 np.add(acc, px[i:hh:step, j:ww:step], out=acc, casting="unsafe")
-        small = acc.astype(np.float32) * (1.0 / (step * step))
+        scale = 255.0 / float((1 << max(1, min(16, bd))) - 1) if px.dtype == np.uint16 else 1.0
+        small = acc.astype(np.float32) * (scale / (step * step))
     else:  # no downscale needed, or a sliver thinner than one block: use the subsample
         small = sub.astype(np.float32)
     if small.shape[2] == 3:
@@ -364,6 +367,13 @@ def features(image: Image) -> dict[str, float]:
         f["flat_block_frac"] = float(((b.max(axis=(1, 3)) - b.min(axis=(1, 3))) < 1.0).mean())
     else:
         f["flat_block_frac"] = 0.0
+    # documents: most pixels are paper (near the local maximum, whatever the lighting), a few are ink (far below)
+    if bh and bw:
+        bmax = b.max(axis=(1, 3), keepdims=True)
+        f["paper_frac"] = float((b >= bmax - 12.0).mean())
+        f["ink_frac"] = float((b < bmax - 60.0).mean())
+    else:
+        f["paper_frac"] = f["ink_frac"] = 0.0
     em = ax + ay
     if em.size:
         rows, cols = em.mean(axis=1), em.mean(axis=0)
@@ -393,7 +403,7 @@ def features(image: Image) -> dict[str, float]:
     c = min(_CROP, h, w)
     c = 1 << int(math.log2(c)) if c >= 8 else c
     if c >= 8:
-        crops = np.stack([_luma_int(px[y:y + c, x:x + c]) for y, x in _crop_positions(h, w, c)])
+        crops = np.stack([_luma_int(_as_u8(px[y:y + c, x:x + c], bd)) for y, x in _crop_positions(h, w, c)])
         dx = crops[:, :, 1:] == crops[:, :, :-1]
         dy = crops[:, 1:, :] == crops[:, :-1, :]
         f["flat_frac"] = float((dx[:, 1:, :] & dy[:, :, 1:]).mean())

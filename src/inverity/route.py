@@ -445,7 +445,7 @@ def _candidate(cid: str, cap: Any, opts: dict[str, Any], near: int, policy: Poli
                          group)
     floors = policy.floors
     over = KIND_FLOOR_OVERRIDES.get(kind, {})
-    tighter = {k: v for k, v in over.items() if getattr(floors, k) is None or getattr(floors, k) < v}
+    tighter: dict[str, Any] = {k: v for k, v in over.items() if getattr(floors, k) is None or getattr(floors, k) < v}
     if tighter:
         floors = dataclasses.replace(floors, **tighter)
     extra = f"; {kind} floors " + ", ".join(f"{k} >= {v:g}" for k, v in tighter.items()) if tighter else ""

@@ -10,6 +10,7 @@ cheap and a submodule that is still being written cannot break the others):
 - :mod:`inverity.bench.spectral` — error spectra |FFT(x̂ − x)|: 2-D maps, radial profiles, band tables.
 - :mod:`inverity.bench.plots` — the matplotlib (Agg) figures.
 - :mod:`inverity.bench.routing` — the router against an exhaustive per-image oracle (regret, violations).
+- :mod:`inverity.bench.planted` — planted local defects: does the verifier catch what averages hide?
 """
 from __future__ import annotations
 
