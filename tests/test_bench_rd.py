@@ -77,7 +77,15 @@ def test_bd_table_skips_flat_curves() -> None:
             rows.append({"condition": "noise/5", "corruption": "noise", "severity": 5, "codec": codec,
                          "quality": q, "image": "a", "bpp": scale * (0.2 * 2 ** i), "psnr": 20.0 - 2 * i,
                          "psnr_input": 20 + 3 * i})
+            # a curve that shoots up and then saturates: cubic fits give BD-rate and BD-PSNR of opposite sign
+            rows.append({"condition": "jpeg/5", "corruption": "jpeg", "severity": 5, "codec": codec,
+                         "quality": q, "image": "a",
+                         "bpp": (0.24, 0.26, 0.30, 0.42)[i] if codec == "jpeg" else (0.18, 0.25, 0.37, 0.51)[i],
+                         "psnr": 20.0, "psnr_input": ((39.5, 46.8, 48.3, 48.5) if codec == "jpeg"
+                                                      else (36.0, 42.6, 46.9, 49.1))[i]})
     bd = bd_table(summarise(rows), metrics=["psnr"])
+    odd = next(b for b in bd if b["condition"] == "jpeg/5" and b["distortion"] == "psnr_input")
+    assert odd["bd_rate"] is None and "disagree" in odd["note"]
     falling = next(b for b in bd if b["condition"] == "noise/5" and b["distortion"] == "psnr")
     assert falling["bd_rate"] is None and "not monotone" in falling["note"]
     clean = next(b for b in bd if b["condition"] == "clean")

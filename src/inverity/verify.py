@@ -5,9 +5,11 @@ a reconstruction and returns a :class:`Verdict` whose ``reasons`` a person can a
 or failed::
 
     ssimulacra2 81.4 >= 70
-    window at (224,96) 16×16: signal-to-error 2.1 dB < 8.0 dB floor (error ≈ 62% of the local signal)
-    band 0.35–0.50 cycles/px keeps 41% of its energy < 50%
-    tile (3,7): 38 of 52 edge pixels of the original missing (73% > 35%), most displaced by ≤ 4 px
+    window at (y=224, x=96) 16×16: signal-to-error 2.1 dB < 9 dB floor (error 62% of the local signal)
+    window at (y=96, x=40) 16×16: structure displaced (≈1.1 px; dy +0.0, dx -1.1); structured signal-to-error
+        4.3 dB < 13 dB floor
+    band 0.35–0.50 cycles/px keeps 21% of its energy < 35% floor
+    tile (3,7) at x=224, y=96: 38 of 52 edge pixels of the original missing (73% > 35%), most displaced by ≤ 4 px
 
 Why more than PSNR and SSIMULACRA 2: a learned codec fails *locally and plausibly* — a lesion smoothed away, a
 line moved by two pixels, text softened, texture swapped — and a global average hides a local failure. So
@@ -17,6 +19,9 @@ besides the global metrics the verifier looks at
 * **local signal-to-error** — error energy in overlapping windows against how much structure the original has
   there (its variance plus a floor). Codec noise hides in texture and stays small in flat areas; a removed
   spot, a moved line or a replaced patch makes the error as large as the local signal (≈ 0 dB);
+* **local structure** — the same ratio for the part of the error that is a coherent displacement or blur of the
+  original's own structure (regressed on its gradients and a difference of Gaussians): quantisation noise is
+  nearly orthogonal to those, a line moved by one pixel or a softened word is not;
 * **spectral retention** — per radial frequency band, the share of the original's energy the reconstruction
   keeps and the energy it invents, globally and per window (a learned codec's spectral bias quietly drops bands
   it rarely saw in training);
@@ -135,8 +140,8 @@ class Floors:
         absolute tile-PSNR floor: on dense line art and screen tones a good JPEG scores below 30 dB, while the
         activity-normalised local checks judge every content kind on the same scale.
         """
-        return cls(ssimulacra2=70.0, local_snr=9.0, local_structure=13.0, band_kept=0.5, band_invented=0.5,
-                   tile_band_kept=0.2, edge_missing=0.35, edge_invented=0.5)
+        return cls(ssimulacra2=70.0, local_snr=9.0, local_structure=13.0, band_kept=0.35, band_invented=0.5,
+                   tile_band_kept=0.1, edge_missing=0.35, edge_invented=0.5)
 
     # -- (de)serialisation -----------------------------------------------------------------------------------
     @classmethod

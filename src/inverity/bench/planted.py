@@ -369,9 +369,11 @@ def _blob_remove(img: np.ndarray, rng: np.random.Generator, scale: float) -> tup
     dist = np.hypot(yy - cy, xx - cx)
     prof = 1.0 / (1.0 + np.exp(np.minimum((dist - rr) / 0.7, 60.0)))
     delta = sign * contrast * 255.0 * prof
-    tint = np.ones(c, np.float32) if c < 3 else np.array(rng.uniform(0.7, 1.0, 3), np.float32)
-    if c >= 3 and c == 4:
-        tint[3] = 0.0
+    tint = np.ones(c, np.float32)
+    if c >= 3:  # a slightly coloured lesion
+        tint[:3] = rng.uniform(0.7, 1.0, 3)
+    if c in (2, 4):  # never touch alpha
+        tint[-1] = 0.0
     orig = np.clip(img.astype(np.float32) + delta[:, :, None] * tint, 0, 255).round().astype(np.uint8)
     rb = int(math.ceil(r * 1.3)) + 2
     box = (max(0, cy - rb), max(0, cx - rb), min(h, cy + rb + 1), min(w, cx + rb + 1))

@@ -260,6 +260,10 @@ def _bd(xa: Sequence[float], ya: Sequence[float], xt: Sequence[float], yt: Seque
         d: float | None = bd_psnr(xa, ya, xt, yt)
     except ValueError:
         d = None
+    if d is not None and ((r < -1 and d < -0.05) or (r > 1 and d > 0.05)):
+        # fewer bits *and* lower quality (or the reverse) at once: the cubic fits of a saturating curve
+        # disagree with each other, so neither number means anything
+        return None, None, f"unreliable: BD-rate {r:+.1f}% and BD-PSNR {d:+.2f} dB disagree (saturating curve)"
     return r, d, ""
 
 
@@ -716,8 +720,9 @@ def render_markdown(res: RDResult) -> str:
               + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in cfg["corrupted_qualities"].items()) + ".",
               "BD-rate against JPEG with PSNR measured against the clean original (the paper's measure) and "
               "against the corrupted input (fidelity to what the codec was given). `n/a`: the curves overlap by "
-              f"less than {MIN_OVERLAP} dB, or one is not monotone (PSNR against the clean original saturates, "
-              "or falls with rate as a codec keeps more of the noise); see the RD figures for those.",
+              f"less than {MIN_OVERLAP} dB, one is not monotone (PSNR against the clean original saturates, "
+              "or falls with rate as a codec keeps more of the noise), or BD-rate and BD-PSNR disagree in sign "
+              "(a saturating curve the cubic fits cannot follow); see the RD figures and `bd.csv` notes.",
               ""]
         codecs = [c for c in cfg["codecs"] if c != ANCHOR]
         for dist, ref in (("psnr", "clean original"), ("psnr_input", "corrupted input")):
