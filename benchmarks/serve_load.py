@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,12 +39,6 @@ LOAD_ACCEPTS = ["image/avif,image/webp,*/*;q=0.8", "image/webp,*/*;q=0.5", "imag
                 "image/avif;q=0, image/webp, image/jpeg;q=0.5"]
 SAMPLES = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry"]
 HOST = "127.0.0.1"   # loopback only, by construction
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _images(n: int, size: int) -> list[tuple[str, bytes]]:
@@ -73,26 +65,12 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 def _start(store: Path, token: str, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
+    from inverity.server._launch import start_server
 
-    port = _free_port()
-    cmd = [sys.executable, "-c", "import sys; from inverity.cli import main; sys.exit(main(sys.argv[1:]))",
-           "serve", "--host", HOST, "--port", str(port), "--store", str(store), "--log-level", "warning",
-           "--timeout", str(timeout)]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, INVERITY_TOKEN=token), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    base = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not answer /healthz within 60 s")
+    try:
+        return start_server(store, "--timeout", str(timeout), token=token, host=HOST, wait_s=60)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def _made(c: Any, aid: str) -> set[str]:

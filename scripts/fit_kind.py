@@ -36,11 +36,9 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import glob
-import hashlib
 import io
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass

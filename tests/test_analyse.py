@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inverity.analyse import FEATURE_NAMES, KINDS, Profile, analyse, features, kind_model_path, ood_stats_file
+from inverity.analyse import FEATURE_NAMES, KINDS, analyse, features, kind_model_path, ood_stats_file
 from inverity.image import Image
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from inverity.catalog import Catalog
 from inverity.errors import InputError, UnknownIdError
 from inverity.image import Image
-from inverity.pipeline import (RECORD_KEYS, Asset, NoCandidatePassedError, Toolkit, collect_assets, compress,
+from inverity.pipeline import (RECORD_KEYS, NoCandidatePassedError, Toolkit, collect_assets, compress,
                                compress_one)
 from inverity.stages.base import Capabilities
 

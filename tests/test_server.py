@@ -9,8 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import importlib.util
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ pytest.importorskip("uvicorn")
 imagecodecs = pytest.importorskip("imagecodecs")
 
 from inverity.server import LEARNED_MEDIA_TYPE, acceptable, asset_id, parse_accept  # noqa: E402
+from inverity.server._launch import start_server, stop_server  # noqa: E402
 
 TOKEN = "test-token-7f3a"
 MAX_BODY = 150_000
@@ -56,40 +55,11 @@ def chelsea() -> bytes:
     return _crop_png("chelsea", 60, 120)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(store: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    cmd = [sys.executable, "-c", "import sys; from inverity.cli import main; sys.exit(main(sys.argv[1:]))",
-           "serve", "--host", "127.0.0.1", "--port", str(port), "--store", str(store), "--log-level", "warning",
-           *extra]
-    env = dict(os.environ, INVERITY_TOKEN=TOKEN)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not answer /healthz within 30 s")
+    return start_server(store, *extra, token=TOKEN)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+_stop = stop_server
 
 
 @pytest.fixture(scope="module")

@@ -178,10 +178,19 @@ def test_cli_verify_reads_floors_from_a_toml_policy(tmp_path, photo: np.ndarray,
     b[0, 0, 0] ^= 4
     save(Image(b), cand)
     pol = tmp_path / "strict.toml"
-    pol.write_text('name = "strict"\n[floors]\nmax_abs_error = 2\n')
-    try:
-        import inverity.policy  # noqa: F401  (the real policy module parses its own TOML schema)
-    except ModuleNotFoundError:
-        assert main(["verify", str(orig), str(cand), "--policy", str(pol), "--json"]) == 1
-        doc = json.loads(capsys.readouterr().out)
-        assert doc["failures"] == ["max_abs_error"] and doc["reasons"][0] == "max abs error 4 > 2"
+    pol.write_text('name = "strict"\nextends = "delivery"\n[floors]\nmax_abs_error = 2\n')
+    assert main(["verify", str(orig), str(cand), "--policy", str(pol), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["failures"] == ["max_abs_error"] and doc["reasons"][0] == "max abs error 4 > 2"
+    assert doc["floors"]["max_abs_error"] == 2
+
+
+def test_cli_verify_auto_resolves_a_concrete_policy(tmp_path, photo: np.ndarray, capsys) -> None:
+    from inverity.cli import main
+
+    orig, cand = tmp_path / "a.png", tmp_path / "b.png"
+    save(Image(photo), orig)
+    save(Image(photo), cand)
+    assert main(["verify", str(orig), str(cand), "--json"]) == 0       # default policy: auto
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] and doc["policy"].startswith("auto")

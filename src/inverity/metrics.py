@@ -4,6 +4,14 @@ Every function takes an :class:`~inverity.image.Image` or an ``ndarray`` (H×W, 
 0..1) and is bit-depth aware: errors are measured relative to the original's ``max_value`` (255 for 8-bit, 4095
 for a 12-bit CT stored in uint16, 1.0 for floats), so a PSNR means the same thing at every depth.
 
+High-bit-depth content often uses a small part of its nominal range: a CT slice stored with a signed offset sits
+in ≈ 32900–34750 of 0–65535, a 12-bit sensor frame saved as 16-bit PNG in 0–4095. Relative to the nominal peak
+such an image looks flat — an error of 900 levels reads as PSNR 46 dB, SSIMULACRA 2 sees a uniform gray, and no
+edge or frequency band is strong enough to judge. :func:`content_window` finds the range the original actually
+uses (robust percentiles, never of the reconstruction) and the metrics' ``window`` argument rescales *both*
+images to it — the same idea as a radiologist's window/level. 8-bit content, floats and content spanning most of
+its nominal range keep the nominal scale, exactly as before.
+
 The local helpers exist for :mod:`inverity.verify`: a learned codec fails *locally and plausibly* (a lesion
 smoothed away, a line moved by two pixels, a text block blurred), and averages hide that. So besides the global
 numbers this module computes per-tile PSNR, a per-window signal-to-error ratio, per-radial-band spectral
@@ -20,6 +28,7 @@ exactly zero. It agrees with the package to within a few hundredths on photograp
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Union
 
@@ -30,6 +39,7 @@ from .image import Image
 
 __all__ = [
     "psnr", "mse", "max_abs_error", "ms_ssim", "ssimulacra2",
+    "ContentWindow", "content_window", "WINDOW_PERCENTILES", "WINDOW_MAX_SHARE", "WINDOW_MIN_SHARE",
     "as_float", "luma", "tile_psnr_map", "local_error_maps", "local_snr_map", "band_retention", "DEFAULT_BANDS",
     "gaussian_blur",
     "gradient_magnitude", "edge_map",
@@ -61,13 +71,141 @@ def _pixels(x: ImageLike) -> tuple[np.ndarray, float]:
     raise InputError(f"unsupported pixel dtype {a.dtype}; expected uint8, uint16 or float")
 
 
-def _pair(a: ImageLike, b: ImageLike, max_value: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Both images as arrays of the same shape, and the max value that errors are relative to."""
+def _pair(a: ImageLike, b: ImageLike, max_value: float | None = None,
+          window: "ContentWindow | str | None" = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Both images as arrays of the same shape, and the max value that errors are relative to.
+
+    With ``window`` (a :class:`ContentWindow`, or ``"auto"``: :func:`content_window` of ``a``) and a window that
+    applies, both come back as float32 rescaled to it, with max value 1.
+    """
     pa, ma = _pixels(a)
     pb, _ = _pixels(b)
     if pa.shape != pb.shape:
         raise InputError(f"images differ in shape: {pa.shape} vs {pb.shape}")
+    if window is not None:
+        if isinstance(window, str):
+            if window != "auto":
+                raise ValueError(f"window must be a ContentWindow, 'auto' or None, not {window!r}")
+            window = content_window(a, max_value=max_value)
+        if window is not None:
+            return window.apply(pa), window.apply(pb), 1.0
     return pa, pb, float(max_value) if max_value is not None else ma
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# content window
+
+#: percentiles (%) of the original that bound its content window: robust to a few hot or dead pixels
+WINDOW_PERCENTILES: tuple[float, float] = (0.1, 99.9)
+#: content spanning at least this share of its nominal range is judged on the nominal range, as before
+WINDOW_MAX_SHARE = 0.5
+#: a window is never narrower than this share of the nominal range: at most a 256× contrast stretch, so a
+#: nearly flat frame is not judged on its noise
+WINDOW_MIN_SHARE = 1 / 256
+#: subsample the percentile estimate above this many samples (a regular stride: deterministic)
+_WINDOW_MAX_SAMPLES = 1 << 22
+
+
+@dataclass(frozen=True)
+class ContentWindow:
+    """The part ``lo..hi`` of the nominal range ``0..nominal`` that a high-bit-depth image's content uses.
+
+    :meth:`apply` maps ``lo`` → 0 and ``hi`` → 1 (linearly, no clipping: values outside the window keep their
+    distance; SSIMULACRA 2 clips to 0..1 as it does for any float input). Alpha is scaled by ``nominal``, not
+    windowed. ``bits`` is the nominal bit depth, for messages.
+
+    Examples
+    --------
+    >>> w = ContentWindow(1000.0, 3000.0, 65535.0, 16)
+    >>> w.describe()
+    '16-bit content spans 1000–3000 of 0–65535 (3%)'
+    >>> w.apply(np.array([[1000, 2000, 3500]], np.uint16)).ravel().tolist()
+    [0.0, 0.5, 1.25]
+    """
+
+    lo: float
+    hi: float
+    nominal: float
+    bits: int
+
+    @property
+    def span(self) -> float:
+        """``hi - lo`` in the image's units."""
+        return self.hi - self.lo
+
+    @property
+    def share(self) -> float:
+        """The window's share of the nominal range (0..1)."""
+        return self.span / self.nominal
+
+    def describe(self) -> str:
+        """One line: what the content spans, of what nominal range."""
+        pct = 100 * self.share
+        return (f"{self.bits}-bit content spans {self.lo:g}–{self.hi:g} of 0–{self.nominal:g} "
+                f"({pct:.0f}%)" if pct >= 1 else
+                f"{self.bits}-bit content spans {self.lo:g}–{self.hi:g} of 0–{self.nominal:g} ({pct:.1g}%)")
+
+    def apply(self, x: ImageLike) -> np.ndarray:
+        """H×W×C float32: colour channels rescaled so the window is 0..1, alpha scaled by ``nominal``."""
+        p, _ = _pixels(x)
+        out = p.astype(np.float32)
+        n = _colour_channels(out.shape[2])
+        out[:, :, :n] -= np.float32(self.lo)
+        out[:, :, :n] *= np.float32(1.0 / self.span)
+        if n < out.shape[2]:
+            out[:, :, n:] *= np.float32(1.0 / self.nominal)
+        return out
+
+    def to_dict(self) -> dict[str, float]:
+        """``lo``, ``hi``, ``nominal``, ``bits`` (JSON-ready)."""
+        return {"lo": self.lo, "hi": self.hi, "nominal": self.nominal, "bits": self.bits}
+
+
+def _colour_channels(c: int) -> int:
+    """How many leading channels are colour (gray+alpha and RGBA carry alpha last)."""
+    return c - 1 if c in (2, 4) else c
+
+
+def content_window(x: ImageLike, *, max_value: float | None = None,
+                   percentiles: tuple[float, float] = WINDOW_PERCENTILES, max_share: float = WINDOW_MAX_SHARE,
+                   min_share: float = WINDOW_MIN_SHARE) -> ContentWindow | None:
+    """The range an original's content actually uses, or ``None`` where the nominal range applies.
+
+    Call it on the *original* only: a reconstruction must not move the yardstick it is judged by. The window is
+    the ``percentiles`` of the colour samples (alpha excluded; inverted-CDF, i.e. actual sample values), widened
+    about its centre to at least ``min_share`` of the nominal range. ``None`` — judge on the nominal range, as
+    before — for 8-bit (nominal ≤ 255) and float images, whose nominal range is what a display shows, and for
+    content whose window covers at least ``max_share`` of the nominal range.
+
+    Examples
+    --------
+    >>> ct = np.linspace(32900, 34750, 64 * 64).reshape(64, 64).astype(np.uint16)
+    >>> content_window(ct).describe()
+    '16-bit content spans 32901–34748 of 0–65535 (3%)'
+    >>> content_window((ct - 32768).astype(np.uint8)) is None                    # 8-bit: nominal range
+    True
+    >>> content_window(np.linspace(0, 65535, 4096).reshape(64, 64).astype(np.uint16)) is None  # full range
+    True
+    """
+    p, m = _pixels(x)
+    nominal = float(max_value) if max_value is not None else m
+    if p.dtype.kind not in "ui" or nominal <= 255 or p.size == 0:
+        return None
+    bits = int(x.bit_depth) if isinstance(x, Image) else int(round(math.log2(nominal + 1)))
+    colour = p[:, :, :_colour_channels(p.shape[2])]
+    step = max(1, int(math.ceil(math.sqrt(colour.size / _WINDOW_MAX_SAMPLES))))
+    sample = colour[::step, ::step].ravel()
+    # a histogram of integer codes gives exact percentiles in one pass (np.percentile partitions, slower)
+    cdf = np.cumsum(np.bincount(sample))
+    n = int(cdf[-1])
+    lo, hi = (float(np.searchsorted(cdf, max(1, math.ceil(n * q / 100.0)))) for q in percentiles)
+    min_span = nominal * min_share
+    if hi - lo < min_span:  # (nearly) flat: never stretch contrast more than 1/min_share
+        lo = min(max(0.0, (lo + hi - min_span) / 2), max(0.0, nominal - min_span))
+        hi = lo + min_span
+    if (hi - lo) >= max_share * nominal:
+        return None
+    return ContentWindow(lo, hi, nominal, bits)
 
 
 def as_float(x: ImageLike, max_value: float | None = None) -> np.ndarray:
@@ -105,21 +243,27 @@ def luma(x: ImageLike, max_value: float | None = None) -> np.ndarray:
 # global metrics
 
 
-def mse(a: ImageLike, b: ImageLike, *, max_value: float | None = None) -> float:
-    """Mean squared error on the 0..1 scale (all channels).
+def mse(a: ImageLike, b: ImageLike, *, max_value: float | None = None,
+        window: ContentWindow | str | None = None) -> float:
+    """Mean squared error on the 0..1 scale (all channels); with ``window`` (a :class:`ContentWindow` or
+    ``"auto"``) on the scale of the original's content window.
 
     Examples
     --------
     >>> round(mse(np.zeros((2, 2), np.uint8), np.full((2, 2), 51, np.uint8)), 6)
     0.04
     """
-    pa, pb, m = _pair(a, b, max_value)
+    pa, pb, m = _pair(a, b, max_value, window)
     d = pa.astype(np.float64) - pb.astype(np.float64)
     return float(np.mean(d * d)) / (m * m)
 
 
-def psnr(a: ImageLike, b: ImageLike, *, max_value: float | None = None) -> float:
+def psnr(a: ImageLike, b: ImageLike, *, max_value: float | None = None,
+         window: ContentWindow | str | None = None) -> float:
     """Peak signal-to-noise ratio in dB relative to the original's max value; ``inf`` when identical.
+
+    With ``window="auto"`` the peak is the span of the original's :func:`content_window` where one applies
+    (a CT using 1850 of 65535 levels: 20·log10(65535/1850) ≈ 31 dB lower than relative to 65535).
 
     Examples
     --------
@@ -128,8 +272,11 @@ def psnr(a: ImageLike, b: ImageLike, *, max_value: float | None = None) -> float
     18.06
     >>> psnr(a, a)
     inf
+    >>> c = np.full((8, 8), 30000, np.uint16); c[4:] = 32000; d = c + np.uint16(20)
+    >>> round(psnr(c, d), 1), round(psnr(c, d, window="auto"), 1)
+    (70.3, 40.0)
     """
-    e = mse(a, b, max_value=max_value)
+    e = mse(a, b, max_value=max_value, window=window)
     return math.inf if e == 0 else 10.0 * math.log10(1.0 / e)
 
 
@@ -155,12 +302,14 @@ def _gauss1d(sigma: float, radius: int) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def ms_ssim(a: ImageLike, b: ImageLike, *, max_value: float | None = None) -> float:
+def ms_ssim(a: ImageLike, b: ImageLike, *, max_value: float | None = None,
+            window: ContentWindow | str | None = None) -> float:
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) on luma: 5 scales, 11-tap Gaussian σ=1.5.
 
     Standard constants K1=0.01, K2=0.03 and scale weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); the
     contrast-structure terms are clipped at 0 (as pytorch-msssim does) so the product stays real. Images too
     small for five scales (shorter side < 176 px) use as many scales as fit, with the weights renormalised.
+    ``window`` (a :class:`ContentWindow` or ``"auto"``) judges both images on the original's content window.
 
     Examples
     --------
@@ -170,7 +319,7 @@ def ms_ssim(a: ImageLike, b: ImageLike, *, max_value: float | None = None) -> fl
     """
     from scipy.ndimage import correlate1d
 
-    pa, pb, m = _pair(a, b, max_value)
+    pa, pb, m = _pair(a, b, max_value, window)
     x, y = luma(pa, m).astype(np.float64), luma(pb, m).astype(np.float64)
     weights = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
     n = 5
@@ -499,13 +648,18 @@ def _s2_rgb(pa: np.ndarray, pb: np.ndarray, m: float, mirror_rows: bool, exact: 
 
 
 def ssimulacra2(a: ImageLike, b: ImageLike, *, max_value: float | None = None, boundary: str = "package",
-                exact: bool = False) -> float:
+                exact: bool = False, window: ContentWindow | str | None = None) -> float:
     """SSIMULACRA 2 score of ``b`` against the original ``a`` (100 = identical, 90 visually lossless,
     70 high quality, 50 medium, 30 low; can go negative).
 
     Pixel values are taken as sRGB-encoded relative to the original's max value. Gray images are compared as
     R=G=B. With alpha, both are blended on a dark (10%) and a light (90%) background and the worse score
     returned, as libjxl's tool does. Images smaller than 8×8 raise ``InputError``.
+
+    ``window`` (a :class:`ContentWindow` or ``"auto"``: :func:`content_window` of ``a``) shows both images
+    through the original's content window first — the sRGB curve then spans the window, as a viewer's
+    window/level would show it; samples outside it clip. Without it a 16-bit CT using 3% of 0..65535 is a
+    near-uniform gray, and heavy loss still scores "high quality".
 
     ``boundary`` says what the blur sees outside the image: ``"package"`` (default) mirrors rows and zeroes
     columns, as the PyPI ``ssimulacra2`` package does — so scores agree with that widely used reference to a few
@@ -527,7 +681,7 @@ def ssimulacra2(a: ImageLike, b: ImageLike, *, max_value: float | None = None, b
     if boundary not in ("package", "libjxl"):
         raise ValueError(f"boundary must be 'package' or 'libjxl', not {boundary!r}")
     mirror = boundary == "package"
-    pa, pb, m = _pair(a, b, max_value)
+    pa, pb, m = _pair(a, b, max_value, window)
     if pa.shape[0] < 8 or pa.shape[1] < 8:
         raise InputError(f"image too small for SSIMULACRA 2: {pa.shape[1]}×{pa.shape[0]} (needs 8×8)")
     if pa.shape[2] in (2, 4):  # alpha: composite on dark and light backgrounds, keep the worse score
@@ -546,8 +700,10 @@ def ssimulacra2(a: ImageLike, b: ImageLike, *, max_value: float | None = None, b
 # local helpers: tiles, windows, bands, edges
 
 
-def tile_psnr_map(a: ImageLike, b: ImageLike, tile: int = 32, *, max_value: float | None = None) -> np.ndarray:
+def tile_psnr_map(a: ImageLike, b: ImageLike, tile: int = 32, *, max_value: float | None = None,
+                  window: ContentWindow | str | None = None) -> np.ndarray:
     """PSNR (dB, all channels) of each ``tile``×``tile`` tile, row-major; edge tiles may be smaller.
+    ``window`` as for :func:`psnr`.
 
     Entry ``[ty, tx]`` covers rows ``ty*tile …`` and columns ``tx*tile …``; identical tiles are ``inf``.
 
@@ -557,7 +713,7 @@ def tile_psnr_map(a: ImageLike, b: ImageLike, tile: int = 32, *, max_value: floa
     >>> tile_psnr_map(a, b).round(1).tolist()
     [[inf, inf], [inf, 30.1]]
     """
-    pa, pb, m = _pair(a, b, max_value)
+    pa, pb, m = _pair(a, b, max_value, window)
     return _tile_psnr(_squared_error(pa, pb, m), tile, pa.shape[2])
 
 
@@ -607,7 +763,8 @@ def _windows(blocks: np.ndarray) -> np.ndarray:
 
 
 def local_error_maps(a: ImageLike, b: ImageLike, window: int = 16, *, signal_floor: float = 0.03,
-                     max_value: float | None = None) -> dict[str, np.ndarray]:
+                     max_value: float | None = None, content: ContentWindow | str | None = None
+                     ) -> dict[str, np.ndarray]:
     """Per-window error statistics of the luma of ``b`` against ``a`` (windows of ``window`` px, stepping by half).
 
     ``snr`` — signal-to-error ratio in dB, 10·log10((var_orig + floor²) / MSE). The error is compared with how much
@@ -624,6 +781,9 @@ def local_error_maps(a: ImageLike, b: ImageLike, window: int = 16, *, signal_flo
     ``shift_share`` (0..1) says how much of the explained part is displacement rather than blur, ``shift_px`` the
     estimated displacement (dy, dx) in pixels. ``rows``/``cols`` are the window origins.
 
+    ``content`` (a :class:`ContentWindow` or ``"auto"``) measures on the original's content window, so
+    ``signal_floor`` is a share of the range the content uses (``window`` here is the window size in pixels).
+
     Examples
     --------
     >>> rng = np.random.default_rng(1)
@@ -633,7 +793,7 @@ def local_error_maps(a: ImageLike, b: ImageLike, window: int = 16, *, signal_flo
     >>> bool(m["structured_snr"].min() < 5), bool(m["snr"].min() < 5)
     (True, True)
     """
-    pa, pb, mv = _pair(a, b, max_value)
+    pa, pb, mv = _pair(a, b, max_value, content)
     x = luma(pa, mv)
     e = luma(pb, mv) - x
     h, w = x.shape
@@ -690,7 +850,8 @@ def _gradient2(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def local_snr_map(a: ImageLike, b: ImageLike, window: int = 16, *, signal_floor: float = 0.03,
-                  max_value: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  max_value: float | None = None, content: ContentWindow | str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(snr_db, row_origins, col_origins)`` of :func:`local_error_maps` (windows step by half a window).
 
     Examples
@@ -700,7 +861,7 @@ def local_snr_map(a: ImageLike, b: ImageLike, window: int = 16, *, signal_floor:
     >>> bool(snr.min() < 0), ys[:3].tolist()
     (True, [0, 8, 16])
     """
-    m = local_error_maps(a, b, window, signal_floor=signal_floor, max_value=max_value)
+    m = local_error_maps(a, b, window, signal_floor=signal_floor, max_value=max_value, content=content)
     return m["snr"], m["rows"], m["cols"]
 
 
@@ -748,8 +909,8 @@ def _hann2(h: int, w: int, taper: float) -> np.ndarray:
 
 
 def band_retention(a: ImageLike, b: ImageLike, *, bands: tuple[tuple[float, float], ...] = DEFAULT_BANDS,
-                   window: int | None = None, stride: int | None = None, max_value: float | None = None
-                   ) -> dict[str, np.ndarray]:
+                   window: int | None = None, stride: int | None = None, max_value: float | None = None,
+                   content: ContentWindow | str | None = None) -> dict[str, np.ndarray]:
     """Per-radial-band spectral retention of the luma of ``b`` against ``a``.
 
     In each band the reconstruction R is split into the part along the original O and the rest
@@ -758,7 +919,9 @@ def band_retention(a: ImageLike, b: ImageLike, *, bands: tuple[tuple[float, floa
     texture, moved structure). ``rms`` is the original band's RMS amplitude (0..1 scale), so callers can ignore
     bands with too little signal to judge. With ``window`` the same is computed per overlapping window
     (Hann-windowed, mean removed) and every array gets two leading axes (window row, column); without, once for
-    the whole image (Tukey-windowed). Also returns ``rows``/``cols`` (window origins).
+    the whole image (Tukey-windowed). Also returns ``rows``/``cols`` (window origins). ``content`` (a
+    :class:`ContentWindow` or ``"auto"``) measures on the original's content window, so ``rms`` is a share of
+    the range the content uses.
 
     Examples
     --------
@@ -767,7 +930,7 @@ def band_retention(a: ImageLike, b: ImageLike, *, bands: tuple[tuple[float, floa
     >>> r["kept"].round(3).tolist(), r["invented"].round(3).tolist()
     ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     """
-    pa, pb, m = _pair(a, b, max_value)
+    pa, pb, m = _pair(a, b, max_value, content)
     x, y = luma(pa, m), luma(pb, m)
     h, w = x.shape
     if window is None:
@@ -833,8 +996,12 @@ def gradient_magnitude(x: np.ndarray) -> np.ndarray:
     return np.sqrt(gx * gx + gy * gy)
 
 
-def edge_map(x: ImageLike, threshold: float = 0.12, *, max_value: float | None = None) -> np.ndarray:
+def edge_map(x: ImageLike, threshold: float = 0.12, *, max_value: float | None = None,
+             window: ContentWindow | None = None) -> np.ndarray:
     """Boolean map of luma edges whose contrast (Sobel magnitude, 0..1 scale) is at least ``threshold``.
+
+    With ``window`` (the *original's* :class:`ContentWindow`, also for a reconstruction) the contrast is a share
+    of the window.
 
     Examples
     --------
@@ -842,4 +1009,6 @@ def edge_map(x: ImageLike, threshold: float = 0.12, *, max_value: float | None =
     >>> edge_map(z)[1].tolist()
     [False, False, True, True, False, False]
     """
+    if window is not None:
+        return gradient_magnitude(luma(window.apply(x), 1.0)) >= threshold
     return gradient_magnitude(luma(x, max_value)) >= threshold

@@ -30,6 +30,16 @@ besides the global metrics the verifier looks at
 
 Structure checks run on luma: chroma subsampling (JPEG 4:2:0) legitimately drops chroma detail.
 
+**Content window.** Every perceptual and structural check — PSNR floor, SSIMULACRA 2, MS-SSIM, tile PSNR, local
+signal-to-error and structure, band energy, edges — judges high-bit-depth content on the range the *original*
+actually uses (:func:`inverity.metrics.content_window`: its 0.1/99.9 percentiles), applied identically to both
+images. A CT slice stored in 16 bits with a signed offset spans ≈ 3% of 0–65535; relative to 65535 a 99-byte
+JPEG XL of it scored PSNR 46 dB and SSIMULACRA 2 73 and had no edge or band strong enough to judge, so it passed.
+The verdict then carries a note (``16-bit content spans 32914–34744 of 0–65535 (3%): checks use that window``),
+``checks["window"]`` and ``checks["psnr_window"]``; ``checks["psnr"]`` stays relative to the nominal peak and
+``max_abs_error`` stays in the image's units. 8-bit images, floats and content spanning at least half of its
+nominal range are judged exactly as before.
+
 Examples
 --------
 >>> import numpy as np
@@ -65,8 +75,8 @@ ImageLike = Union[Image, np.ndarray]
 class Floors:
     """Thresholds a reconstruction must meet; ``None`` means "not checked".
 
-    Global: ``lossless`` (bit-exact), ``max_abs_error`` (in the image's units), ``psnr`` (dB),
-    ``ssimulacra2``, ``ms_ssim``.
+    Global: ``lossless`` (bit-exact), ``max_abs_error`` (in the image's units), ``psnr`` (dB; over the content
+    window where one applies, see the module docstring), ``ssimulacra2``, ``ms_ssim``.
     Local fidelity: ``worst_tile_psnr`` (dB, over ``tile``×``tile`` tiles); ``local_snr`` (dB, the minimum over
     ``local_window`` windows stepping by half a window of 10·log10((variance of the original + floor²) / MSE),
     with ``local_signal_floor`` on the 0..1 scale); ``local_structure`` (dB, the same ratio for the part of the
@@ -79,6 +89,9 @@ class Floors:
     contrast ≥ ``edge_threshold`` — that have no edge within ``edge_tolerance`` px in the reconstruction, or of
     strong reconstruction edges with none in the original); a tile is judged once it has
     ``edge_min_pixels`` such pixels.
+
+    Every "0..1 scale" is the nominal range (0..255 for 8-bit) or, for high-bit-depth content using little of
+    it, the original's content window.
     """
 
     lossless: bool = False
@@ -206,8 +219,9 @@ PRESETS: dict[str, Floors] = {
 
 @dataclass
 class Verdict:
-    """The outcome: ``passed``, one human-readable reason per check (failures first), the measured numbers in
-    ``checks`` (for the decision record) and the names of the failed checks in ``failures``."""
+    """The outcome: ``passed``, one human-readable reason per check (failures first; after them a note when the
+    checks used the original's content window), the measured numbers in ``checks`` (for the decision record) and
+    the names of the failed checks in ``failures``."""
 
     passed: bool
     reasons: list[str]
@@ -308,7 +322,7 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
         return _finish(c, t0)
 
     m = ma
-    se = M._squared_error(pa, pb, m)          # once, for PSNR, max error and the tiles
+    se = M._squared_error(pa, pb, m)          # once, for PSNR (and the tiles, without a content window)
     mae = M.max_abs_error(pa, pb)
     chk["max_abs_error"] = mae
     if floors.max_abs_error is not None:
@@ -317,24 +331,39 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
     total = float(se.sum(dtype=np.float64)) / pa.size
     p = math.inf if total == 0 else 10.0 * math.log10(1.0 / total)
     chk["psnr"] = p
+    # the yardstick comes from the original alone: a reconstruction must not widen the window it is judged in
+    win = M.content_window(original)
+    if win is None:
+        qa, qb, qm, qse, pq = pa, pb, m, se, p
+        psnr_what = ""
+    else:
+        qa, qb, qm = win.apply(pa), win.apply(pb), 1.0
+        qse = M._squared_error(qa, qb, qm)
+        tq = float(qse.sum(dtype=np.float64)) / pa.size
+        pq = math.inf if tq == 0 else 10.0 * math.log10(1.0 / tq)
+        chk["window"] = win.to_dict()
+        chk["psnr_window"] = pq
+        psnr_what = f" over the content window ({_fmt(p, 2)} dB over 0–{win.nominal:g})"
+        if any(n not in ("lossless", "max_abs_error") for n in floors.checked()):
+            c.passed.insert(0, f"{win.describe()}: checks use that window")
     if floors.psnr is not None:
-        c.record("psnr", p >= floors.psnr, f"PSNR {_fmt(p, 2)} dB {'>=' if p >= floors.psnr else '<'} "
-                                           f"{floors.psnr:g} dB")
+        c.record("psnr", pq >= floors.psnr, f"PSNR {_fmt(pq, 2)} dB{psnr_what} {'>=' if pq >= floors.psnr else '<'} "
+                                            f"{floors.psnr:g} dB")
     if floors.ssimulacra2 is not None:
         if min(pa.shape[:2]) >= 8:
-            s2 = M.ssimulacra2(pa, pb, max_value=m)
+            s2 = M.ssimulacra2(qa, qb, max_value=qm)
             chk["ssimulacra2"] = s2
             c.record("ssimulacra2", s2 >= floors.ssimulacra2,
                      f"ssimulacra2 {s2:.1f} {'>=' if s2 >= floors.ssimulacra2 else '<'} {floors.ssimulacra2:g}")
         else:
             c.record("ssimulacra2", False, f"ssimulacra2 cannot be computed below 8×8 ({pa.shape[1]}×{pa.shape[0]})")
     if floors.ms_ssim is not None:
-        v = M.ms_ssim(pa, pb, max_value=m)
+        v = M.ms_ssim(qa, qb, max_value=qm)
         chk["ms_ssim"] = v
         c.record("ms_ssim", v >= floors.ms_ssim, f"MS-SSIM {v:.4f} {'>=' if v >= floors.ms_ssim else '<'} "
                                                  f"{floors.ms_ssim:g}")
     # -- local fidelity ------------------------------------------------------------------------------------------
-    tp = M._tile_psnr(se, floors.tile, pa.shape[2])
+    tp = M._tile_psnr(qse, floors.tile, pa.shape[2])
     ty, tx = np.unravel_index(int(np.argmin(tp)), tp.shape)
     chk["worst_tile_psnr"] = float(tp[ty, tx])
     chk["worst_tile"] = [int(ty), int(tx)]
@@ -353,7 +382,7 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
                     ("local_snr", "local_structure", "band_kept", "band_invented", "tile_band_kept", "edge_missing",
                      "edge_invented"))
     if need_luma:
-        la, lb = M.luma(pa, m), M.luma(pb, m)
+        la, lb = M.luma(qa, qm), M.luma(qb, qm)
         if floors.local_snr is not None or floors.local_structure is not None:
             _check_local(c, la, lb, 1.0, floors)
         if any(getattr(floors, n) is not None for n in ("band_kept", "band_invented", "tile_band_kept")):

@@ -287,7 +287,7 @@ def builtin_corpus(kinds: tuple[str, ...] = KINDS, *, seed: int = 0, max_side: i
                 import pydicom
                 from pydicom.data import get_testdata_file
 
-                return _to8(pydicom.dcmread(get_testdata_file(f)).pixel_array)
+                return _to8(pydicom.dcmread(str(get_testdata_file(f))).pixel_array)
             add(f.split(".")[0], "medical", dicom)
         add("page", "drawing", skd.page)
         add("text", "drawing", skd.text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -50,6 +50,7 @@ def floors_for_policy(policy: str, original: Any = None) -> tuple[Any, str]:
     from ..errors import PolicyError
     from ..verify import PRESETS, Floors
 
+    pol_mod: Any
     try:
         from .. import policy as pol_mod
     except ModuleNotFoundError as exc:
@@ -62,12 +63,12 @@ def floors_for_policy(policy: str, original: Any = None) -> tuple[Any, str]:
             try:
                 from ..analyse import analyse
                 from ..route import resolve_policy
-
-                concrete = resolve_policy(analyse(original), pol, original)
-                concrete = pol_mod.get_policy(concrete) if isinstance(concrete, str) else concrete
-                return concrete.floors, f"auto → {concrete.name}"
-            except (ImportError, AttributeError):
-                pass
+            except ImportError:
+                return pol.floors, "auto"
+            res: Any = resolve_policy(analyse(original), pol, original)
+            concrete = getattr(res, "policy", res)  # a Resolution(policy, reason), or a bare policy
+            concrete = pol_mod.get_policy(concrete) if isinstance(concrete, str) else concrete
+            return concrete.floors, f"auto → {concrete.name}"
         return pol.floors, str(getattr(pol, "name", policy))
     if policy in _FALLBACK_PRESET:
         return PRESETS[_FALLBACK_PRESET[policy]], policy

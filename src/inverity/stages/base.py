@@ -7,8 +7,8 @@ includes the id; ``get_stage(config)`` rebuilds an equal stage.
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import UnknownIdError, UnsupportedInputError
 from ..image import Image
