@@ -157,3 +157,81 @@ def test_edge_map_and_gradient() -> None:
     e = M.edge_map(z)
     assert e[:, 7:9].all() and not e[:, :6].any() and not e[:, 10:].any()
     assert M.gradient_magnitude(z.astype(np.float32) / 255)[5, 8] == pytest.approx(200 / 255, rel=1e-5)
+
+
+# -- content window: high-bit-depth content using little of its nominal range -------------------------------------
+
+def _narrow16(lo: int = 32900, span: int = 1850, seed: int = 0) -> np.ndarray:
+    """A CT-like 16-bit frame: a disc and a bar on a ramp, all within ``lo .. lo+span`` of 0..65535."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:96, 0:96].astype(np.float64)
+    f = 0.2 + 0.3 * xx / 96
+    f[(yy - 48) ** 2 + (xx - 40) ** 2 < 18 ** 2] += 0.45
+    f[20:28, 60:90] -= 0.15
+    f += rng.normal(0, 0.002, f.shape)
+    return np.round(lo + span * np.clip(f, 0, 1)).astype(np.uint16)[:, :, None]
+
+
+def test_content_window_only_for_narrow_high_bit_depth_content(photo: np.ndarray) -> None:
+    ct = _narrow16()
+    w = M.content_window(ct)
+    assert w is not None and w.bits == 16 and w.nominal == 65535
+    lo, hi = np.percentile(ct, [0.1, 99.9], method="inverted_cdf")
+    assert (w.lo, w.hi) == (lo, hi) and 0.01 < w.share < 0.03
+    assert w.describe().startswith(f"16-bit content spans {lo:g}–{hi:g} of 0–65535")
+    assert M.content_window(photo) is None                                  # 8-bit: the nominal range, always
+    assert M.content_window(photo.astype(np.float32) / 255) is None         # floats too
+    assert M.content_window(photo.astype(np.uint16) * 257) is None          # a 16-bit photo spans most of it
+    # a 12-bit image declared as 12-bit spans most of 0..4095; the same pixels declared 16-bit do not
+    px = (np.arange(64 * 64).reshape(64, 64, 1) % 4096).astype(np.uint16)
+    assert M.content_window(Image(px, bit_depth=12)) is None
+    w12 = M.content_window(Image(px, bit_depth=16))
+    assert w12 is not None and w12.hi <= 4095 and "16-bit" in w12.describe()
+
+
+def test_content_window_is_robust_and_never_too_narrow() -> None:
+    ct = _narrow16()
+    hot = ct.copy()
+    hot[0, :3] = 65535                                      # three hot pixels barely move a 0.1% percentile
+    w0, wh = M.content_window(ct), M.content_window(hot)
+    assert wh.lo == w0.lo and abs(wh.hi - w0.hi) < 0.01 * w0.span
+    flat = np.full((32, 32, 1), 40000, np.uint16)
+    flat[::2] += 1
+    w = M.content_window(flat)                              # widened to 1/256 of the range, about its centre
+    assert w is not None and w.span == pytest.approx(65535 / 256) and w.lo < 40000 < w.hi
+    # alpha is not content: it is scaled by the nominal peak, the colour by the window
+    rgba = np.dstack([np.repeat(ct, 3, axis=2), np.full(ct.shape[:2], 65535, np.uint16)])
+    wa = M.content_window(rgba)
+    assert wa == M.content_window(ct)
+    out = wa.apply(rgba)
+    assert out[:, :, 3].min() == 1.0 and -0.01 < out[:, :, :3].min() < 0.01 and 0.99 < out[:, :, :3].max() < 1.01
+
+
+def test_metrics_judge_narrow_content_on_its_window() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    ct = _narrow16()
+    w = M.content_window(ct)
+    blurred = np.round(gaussian_filter(ct.astype(np.float64), (2, 2, 0))).astype(np.uint16)
+    # PSNR: same error, peak = the window's span instead of 65535
+    assert M.psnr(ct, blurred, window="auto") == pytest.approx(
+        M.psnr(ct, blurred) - 20 * math.log10(65535 / w.span), abs=1e-6)
+    assert M.psnr(ct, blurred, window=w) == M.psnr(ct, blurred, window="auto")
+    # nominal scale: a blurred CT looks nearly perfect; on its window it does not
+    assert M.ssimulacra2(ct, blurred) > 70
+    assert M.ssimulacra2(ct, blurred, window="auto") < M.ssimulacra2(ct, blurred) - 20
+    assert M.ssimulacra2(ct, ct, window="auto") == 100.0
+    # edges and bands: invisible relative to 65535, judged on the window
+    assert not M.edge_map(ct).any() and M.edge_map(ct, window=w).sum() > 50
+    assert (M.band_retention(ct, blurred)["rms"] < 0.01).all()
+    assert (M.band_retention(ct, blurred, content=w)["rms"] >= 0.01).any()
+    snr_nominal = M.local_error_maps(ct, blurred)["snr"].min()
+    assert M.local_error_maps(ct, blurred, content="auto")["snr"].min() < snr_nominal - 10
+    # 8-bit: window="auto" changes nothing
+    a8 = (ct[:, :, 0] - 32900).astype(np.float64) / 1850 * 255
+    a8 = np.round(a8).astype(np.uint8)
+    b8 = np.round(gaussian_filter(a8.astype(np.float64), 2)).astype(np.uint8)
+    assert M.ssimulacra2(a8, b8, window="auto") == M.ssimulacra2(a8, b8)
+    assert M.psnr(a8, b8, window="auto") == M.psnr(a8, b8)
+    with pytest.raises(ValueError, match="window"):
+        M.psnr(ct, blurred, window="wide")

@@ -2,6 +2,7 @@
 codecs passed (one case per edit type), and the ``inverity verify`` command."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import imagecodecs
@@ -76,6 +77,7 @@ def test_16_bit_is_judged_on_its_own_scale() -> None:
     assert v.passed, v.reasons
     assert v.checks["max_abs_error"] == 2
     assert 60 < v.checks["psnr"] < 80                      # relative to 4095, not 65535
+    assert "window" not in v.checks                        # 500..3500 of 0..4095: the nominal range applies
 
 
 def test_reasons_are_legible_and_the_verdict_is_json(photo: np.ndarray) -> None:
@@ -94,6 +96,109 @@ def test_reasons_are_legible_and_the_verdict_is_json(photo: np.ndarray) -> None:
     assert ok.passed, ok.reasons
     assert any(r.startswith("ssimulacra2 ") and ">= 70" in r for r in ok.reasons)
     assert isinstance(ok, Verdict) and ok.checks["verify_ms"] > 0
+    assert "window" not in ok.checks and not any("content spans" in r for r in ok.reasons)   # 8-bit: as ever
+
+
+# -- high-bit-depth content using little of its nominal range -----------------------------------------------------
+# Regression: a 16-bit CT slice (pydicom's CT_small: values ≈ 32900–34960 of 0–65535) went to a 99-byte JPEG XL
+# (quality 8) and passed `controlled` — PSNR 45.9 dB and SSIMULACRA 2 72.7 relative to 65535, no band or edge strong
+# enough to judge. The checks now judge it on the range its content uses.
+
+def _ct_small() -> Image:
+    from pathlib import Path
+
+    import pydicom.data
+
+    from inverity.image import load
+
+    path = Path(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
+    if not path.is_file():
+        pytest.skip("pydicom test file CT_small.dcm is not installed")
+    return load(path)
+
+
+def _round_trip(image: Image, codec: str, **kw: object) -> Image:
+    from inverity.stages.base import get_stage
+
+    stage = get_stage(codec, **kw)
+    return stage.decode(stage.encode(image))
+
+
+def _without_window(monkeypatch: pytest.MonkeyPatch, *args: object) -> Verdict:
+    """The verdict as it was before content windows: every check on the nominal range."""
+    from inverity import metrics as M
+
+    with monkeypatch.context() as m:
+        m.setattr(M, "content_window", lambda *a, **k: None)
+        return verify(*args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", ["controlled", "delivery"])
+def test_ct_small_low_quality_fails_on_its_content_window(policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inverity.policy import get_policy
+
+    ct = _ct_small()
+    assert ct.bit_depth == 16 and ct.pixels.dtype == np.uint16
+    floors = get_policy(policy).floors
+    bad = _round_trip(ct, "jxl", quality=8)
+    assert _without_window(monkeypatch, ct, bad, floors).passed       # the bug: flat relative to 65535
+    v = verify(ct, bad, floors)
+    assert not v.passed
+    assert "ssimulacra2" in v.failures and "local_snr" in v.failures
+    note = next(r for r in v.reasons if "content spans" in r)
+    lo, hi = v.checks["window"]["lo"], v.checks["window"]["hi"]
+    assert note == f"16-bit content spans {lo:g}–{hi:g} of 0–65535 (3%): checks use that window"
+    assert 32800 < lo < hi < 35000
+    assert v.checks["psnr"] > 40 > 20 > v.checks["psnr_window"]      # psnr keeps its meaning (nominal peak)
+    assert v.reasons.index(note) == len(v.failures)                  # right after the failures
+    if policy == "controlled":
+        assert {"edge_missing", "band_kept"} <= set(v.failures) and v.checks["edge_pixels"] > 100
+        assert any("edge pixels of the original missing" in r for r in v.reasons)
+    # a high-quality encode still passes: lossless, and near-lossless (every sample within 2) under the floors
+    assert verify(ct, _round_trip(ct, "jxl-lossless"), floors).passed
+    near = dataclasses.replace(floors, max_abs_error=2.0)
+    ok = verify(ct, _round_trip(ct, "jpegls", near=2), near)
+    assert ok.passed, ok.reasons
+    assert ok.checks["ssimulacra2"] > 90 and ok.checks["window"] == v.checks["window"]
+
+
+def _twelve_in_sixteen(h: int = 128, w: int = 160, seed: int = 3) -> np.ndarray:
+    """12-bit content (≈ 300–3000) stored in uint16 and declared 16-bit: ramp, disc, bar, fine stripes, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = 600 + 1400 * xx / w + 300 * np.sin(yy / 9.0)
+    img[(yy - 64) ** 2 + (xx - 50) ** 2 < 20 ** 2] += 1500
+    img[30:40, 90:150] -= 400
+    img[90:110, 100:140] += 500 * ((xx[90:110, 100:140] // 3) % 2)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 4095).astype(np.uint16)[:, :, None]
+
+
+def test_12_bit_in_16_is_judged_on_its_content_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    im = Image(_twelve_in_sixteen())                                  # bit_depth 16: nominal peak 65535
+    bad = _round_trip(im, "jxl", quality=30)
+    for floors in (Floors.controlled(), Floors.delivery()):
+        assert _without_window(monkeypatch, im, bad, floors).passed
+        v = verify(im, bad, floors)
+        assert not v.passed and "ssimulacra2" in v.failures, v.reasons
+        assert any(r.startswith("16-bit content spans") and r.endswith("checks use that window") for r in v.reasons)
+    good = _round_trip(im, "jxl", quality=100)
+    assert verify(im, good, Floors.controlled()).passed
+    # a planted 1-px shift of a block is caught on the window, too
+    moved = im.pixels.copy()
+    moved[40:88, 20:80] = im.pixels[40:88, 21:81]
+    v = verify(im, Image(moved), Floors.controlled())
+    assert not v.passed and "local_structure" in v.failures
+    # the window is the original's: a reconstruction with wild values does not widen it
+    wild = good.pixels.copy()
+    wild[:4, :4] = 65535
+    vw = verify(im, Image(wild), Floors.controlled())
+    assert vw.checks["window"] == verify(im, good, Floors.controlled()).checks["window"]
+    assert vw.checks["window"]["hi"] < 3100 and not vw.passed
+    # a PSNR floor is judged over the window (the nominal figure stays in checks["psnr"] and the reason)
+    vp = verify(im, bad, Floors(psnr=40))
+    assert not vp.passed and vp.checks["psnr"] > 40 > vp.checks["psnr_window"]
+    assert "over the content window" in vp.reasons[0] and "over 0–65535" in vp.reasons[0]
 
 
 # -- planted errors: one per edit type, and the benign codecs ----------------------------------------------------

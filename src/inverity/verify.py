@@ -35,7 +35,7 @@ signal-to-error and structure, band energy, edges — judges high-bit-depth cont
 actually uses (:func:`inverity.metrics.content_window`: its 0.1/99.9 percentiles), applied identically to both
 images. A CT slice stored in 16 bits with a signed offset spans ≈ 3% of 0–65535; relative to 65535 a 99-byte
 JPEG XL of it scored PSNR 46 dB and SSIMULACRA 2 73 and had no edge or band strong enough to judge, so it passed.
-The verdict then carries a note (``16-bit content spans 32914–34744 of 0–65535 (3%): checks use that window``),
+The verdict then carries a note (``16-bit content spans 32914–34756 of 0–65535 (3%): checks use that window``),
 ``checks["window"]`` and ``checks["psnr_window"]``; ``checks["psnr"]`` stays relative to the nominal peak and
 ``max_abs_error`` stays in the image's units. 8-bit images, floats and content spanning at least half of its
 nominal range are judged exactly as before.
