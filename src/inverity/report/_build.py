@@ -172,6 +172,18 @@ def _try_read(path: Path | None, what: str) -> tuple[Image | None, str | None]:
 
 
 # -- verdicts and summaries --------------------------------------------------------------------------------------
+def _chosen(attempts: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The attempt whose output was written: flagged ``chosen`` by the pipeline, else the last one."""
+    return next((a for a in attempts if a.get("chosen")), attempts[-1] if attempts else None)
+
+
+def _rejections(attempts: list[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """Failed attempts of *other* stages (fallbacks). Failed quality probes of the chosen stage are steps of
+    its quality search, not rejections."""
+    stage = chosen.get("stage") if chosen is not None else None
+    return [a for a in attempts if a.get("passed") is False and (stage is None or a.get("stage") != stage)]
+
+
 def verdict_of(record: Mapping[str, Any]) -> tuple[str, str]:
     """``(css class, label)`` of a record: failed, lossless, verified, unverified.
 
@@ -179,17 +191,22 @@ def verdict_of(record: Mapping[str, Any]) -> tuple[str, str]:
     --------
     >>> verdict_of({"status": "failed", "error": "x"})
     ('failed', 'failed')
-    >>> verdict_of({"attempts": [{"passed": False}, {"passed": True}], "checks": {"lossless": False}})
+    >>> verdict_of({"attempts": [{"stage": "learned", "passed": False}, {"stage": "jpeg", "passed": True}],
+    ...             "checks": {"lossless": False}})
     ('verified', 'verified after 1 rejected attempt')
+    >>> verdict_of({"attempts": [{"stage": "avif", "quality": 60, "passed": True, "chosen": True},
+    ...                          {"stage": "avif", "quality": 55, "passed": False}], "checks": {}})
+    ('verified', 'verified')
     >>> verdict_of({"attempts": [{"passed": True}], "checks": {"lossless": True}})
     ('lossless', 'bit-exact')
     """
     if record.get("status") == "failed" or record.get("error"):
         return "failed", "failed"
     attempts = [a for a in record.get("attempts") or [] if isinstance(a, Mapping)]
-    if attempts and not attempts[-1].get("passed", True):
+    chosen = _chosen(attempts)
+    if chosen is not None and not chosen.get("passed", True):
         return "unverified", "not verified"
-    rejected = sum(1 for a in attempts if a.get("passed") is False)
+    rejected = len(_rejections(attempts, chosen))
     extra = f" after {rejected} rejected attempt{'s' if rejected != 1 else ''}" if rejected else ""
     if (record.get("checks") or {}).get("lossless") is True:
         return "lossless", "bit-exact" + extra
@@ -204,18 +221,18 @@ def _attempt_label(a: Mapping[str, Any]) -> str:
 
 
 def main_reasons(record: Mapping[str, Any], limit: int = 3) -> list[str]:
-    """The few lines that explain a record in the summary table: the error, then rejected attempts, then why
-    the chosen stage was chosen."""
+    """The few lines that explain a record in the summary table: the error, then rejected stages, then why
+    the chosen stage and quality were accepted."""
     out: list[str] = []
     if record.get("error"):
         out.append(str(record["error"]))
-    for a in record.get("attempts") or []:
-        if isinstance(a, Mapping) and a.get("passed") is False:
-            why = "; ".join(str(r) for r in (a.get("reasons") or [])[:2]) or "failed"
-            out.append(f"{_attempt_label(a)} rejected: {why}")
-    final = [a for a in record.get("attempts") or [] if isinstance(a, Mapping) and a.get("passed")]
-    if final and final[-1].get("reasons"):
-        out.append(f"{_attempt_label(final[-1])}: {final[-1]['reasons'][0]}")
+    attempts = [a for a in record.get("attempts") or [] if isinstance(a, Mapping)]
+    chosen = _chosen(attempts)
+    for a in _rejections(attempts, chosen):
+        why = "; ".join(str(r) for r in (a.get("reasons") or [])[:2]) or "failed"
+        out.append(f"{_attempt_label(a)} rejected: {why}")
+    if chosen is not None and chosen.get("passed") and chosen.get("reasons"):
+        out.append(f"{_attempt_label(chosen)}: {chosen['reasons'][0]}")
     out.extend(str(r) for r in record.get("reasons") or [] if " rejected: " not in str(r))
     # the same line can reach us twice (a rejected attempt is also summarised in the record's reasons)
     return list(dict.fromkeys(out))[:limit]
