@@ -83,14 +83,15 @@ def test_delivery_photo_searches_standard_lossy_formats_in_table_order() -> None
 
 
 @pytest.mark.parametrize("kind", LINE_ART_KINDS)
-def test_line_art_goes_lossless_or_near_lossless_first_with_stricter_lossy_floors(kind: str) -> None:
+def test_line_art_goes_lossless_or_near_lossless_where_smaller_with_stricter_lossy_floors(kind: str) -> None:
     p = mk(prof(kind), "delivery")
-    first = [c for c in p.candidates if c.group == 0]
-    assert [c.codec_id for c in first] == ["webp-lossless", "png", "jxl-lossless", "jpegls"]
-    jls = first[-1]
+    assert {c.group for c in p.candidates} == {0}  # one group: the smallest passing candidate wins
+    ids_ = [c.codec_id for c in p.candidates]
+    assert ids_[:4] == ["webp-lossless", "png", "jxl-lossless", "jpegls"]
+    jls = p.candidates[3]
     assert jls.options == {"near": 2} and jls.floors.max_abs_error == 2 and not jls.floors.lossless
-    lossy = [c for c in p.candidates if c.group > 0]
-    assert lossy and all(c.search for c in lossy)
+    lossy = p.candidates[4:]
+    assert [c.codec_id for c in lossy] == ["avif", "jxl", "webp", "jpeg"] and all(c.search for c in lossy)
     assert all(c.floors.ssimulacra2 >= 80 for c in lossy)
 
 

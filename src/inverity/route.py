@@ -57,8 +57,10 @@ Group = tuple[str, ...]
 LINE_ART_KINDS = ("drawing", "screen", "synthetic")
 
 _LINE_ART_DELIVERY: tuple[Group, ...] = (
-    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2"),   # equivalent: keep the smallest that passes
-    ("avif", "webp", "jpeg", "jxl"),                              # fallback: lossy with the line-art floors
+    # one group: lossless or near-lossless *where that is smaller* (DESIGN.md) — the lossy stages compete,
+    # held to the stricter line-art floors (KIND_FLOOR_OVERRIDES), and the smallest that passes wins; a
+    # screentone-heavy comic page is often several times smaller as AVIF/JXL at SSIMULACRA2 >= 80
+    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg"),
 )
 _PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",))
 
