@@ -287,7 +287,8 @@ def _record_tile(checks: Mapping[str, Any]) -> _maps.Tile | None:
                     return _maps.Tile(int(t["x"]), int(t["y"]), int(w), int(h),
                                       float(t["psnr"]) if isinstance(t.get("psnr"), (int, float)) else psnr, "record")
             elif isinstance(t, (list, tuple)) and len(t) == 4:
-                return _maps.Tile(*(int(v) for v in t), psnr, "record")
+                x, y, w, h = (int(v) for v in t)
+                return _maps.Tile(x, y, w, h, psnr, "record")
         except (KeyError, TypeError, ValueError):
             continue
     return None
