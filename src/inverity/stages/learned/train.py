@@ -53,6 +53,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0
     log: str | None = None
+    init: str | None = None
     history: list = field(default_factory=list)
 
 
@@ -160,6 +161,12 @@ def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
         torch.set_rng_state(state["torch_rng"])
         cfg.history = state.get("history", [])
         print(f"resumed from {ckpt} at step {step}", flush=True)
+    elif cfg.init:
+        # continue from exported weights (the zoo's file: {"state_dict": ...} or a bare state dict) with a
+        # fresh optimiser and schedule — how a later session picks up the committed model
+        state = torch.load(cfg.init, map_location=cfg.device, weights_only=False)
+        model.load_state_dict(state.get("state_dict", state))
+        print(f"initialised from weights {cfg.init}", flush=True)
     train_hash = list_hash(cfg.train_dir, names)
     lambdas = torch.tensor(model.lambdas, device=cfg.device)
     stop = {"now": False}
@@ -234,8 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("train_dir")
     p.add_argument("--val-dir")
     p.add_argument("--export")
+    p.add_argument("--init", help="start from exported weights (e.g. the zoo's hp-gain.pt) when --ckpt is absent")
     for f in TrainConfig.__dataclass_fields__.values():
-        if f.name in ("train_dir", "val_dir", "history", "log"):
+        if f.name in ("train_dir", "val_dir", "history", "log", "init"):
             continue
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default) if f.default is not None else str,
                        default=f.default)
