@@ -49,7 +49,7 @@ from .errors import InputError, UnknownIdError, UnsupportedInputError
 from .formats import sniff
 
 __all__ = [
-    "Image", "load", "save", "to_bytes", "dicom_bytes", "dicom_values",
+    "Image", "load", "read_source", "save", "to_bytes", "dicom_bytes", "dicom_values",
     "DEFAULT_MAX_PIXELS", "DICOM_TRANSFER_SYNTAXES", "SAVE_FORMATS",
 ]
 
@@ -216,7 +216,7 @@ def load(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str 
     ...
     inverity.errors.InputError: <bytes>: empty file (0 bytes)
     """
-    data, label = _read_source(source, name)
+    data, label = read_source(source, name)
     if not data:
         raise InputError(f"{label}: empty file (0 bytes)")
     # DICOM first: a DICOM preamble may itself be a TIFF header (dual-personality files such as pydicom's
@@ -242,7 +242,9 @@ def load(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str 
     return image
 
 
-def _read_source(source: Any, name: str | None) -> tuple[bytes, str]:
+def read_source(source: Any, name: str | None = None) -> tuple[bytes, str]:
+    """The bytes of a path, bytes or binary file-like, and the label errors name it by; every failure to read
+    is one :class:`InputError` line (no such file, a directory, permission denied, ...)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), name or "<bytes>"
     if isinstance(source, (str, os.PathLike)):

@@ -446,17 +446,6 @@ def _label(cand: Any) -> str:
     return cand.codec_id + "".join(f"?{k}={v}" for k, v in opts.items())
 
 
-def _read_input(path: str | os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
 def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
                  toolkit: Toolkit | None = None) -> Result:
@@ -500,7 +489,9 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         asset = Asset(str(path), str(root_p), path.resolve().relative_to(root_p.resolve()).as_posix())
     outdir = Path(outdir)
 
-    data = _read_input(path)
+    from .image import read_source  # lazy: keeps `import inverity.pipeline` cheap
+
+    data, _ = read_source(path)
     record: dict[str, Any] = {
         "version": _version(), "input": asset.input, "input_path": str(path.resolve()),
         "input_sha256": hashlib.sha256(data).hexdigest(),
