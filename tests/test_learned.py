@@ -123,10 +123,11 @@ def test_refuses_non_8bit_rgb(pixels: np.ndarray, expect: str) -> None:
     assert expect in str(exc.value)
 
 
-@pytest.mark.parametrize("quality", [0, 7, -1, "3", True, 2.0])
+@pytest.mark.parametrize("quality", [0, "K+1", -1, "3", True, 2.0])
 def test_quality_validated(quality: object) -> None:
-    with pytest.raises(ValueError, match="quality must be an integer in 1..6"):
-        get_stage("learned", quality=quality)
+    k = len(zoo.model_info().lambdas)
+    with pytest.raises(ValueError, match=f"quality must be an integer in 1..{k}"):
+        get_stage("learned", quality=k + 1 if quality == "K+1" else quality)
 
 
 def test_unknown_model_option() -> None:
@@ -339,3 +340,24 @@ def test_cli_train_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert zoo.model_info("tiny", zdir).provenance["steps"] == 2
     assert main(["train", str(tmp_path / "missing")]) == 2
     assert "inverity: error: training folder" in capsys.readouterr().err
+
+
+def test_data_parallel_training_keeps_ranks_in_step(tmp_path: Path) -> None:
+    """Two single-threaded processes, one gradient all-reduce per step: the run ends with the requested steps,
+    a resumable checkpoint, and ranks whose weights agree exactly (train() raises otherwise)."""
+    import imagecodecs
+
+    from inverity.stages.learned.train import TrainConfig, train
+
+    tdir = tmp_path / "train"
+    tdir.mkdir()
+    for i, name in enumerate(("astronaut", "chelsea", "coffee")):
+        imagecodecs.imwrite(tdir / f"{i}.png", np.ascontiguousarray(getattr(skdata, name)()[:80, :80, :3]))
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(train_dir=str(tdir), ckpt=str(ckpt), steps=3, batch=1, crop=64, N=8, M=8, warmup=1,
+                      procs=2, ckpt_every=100)
+    model = train(cfg)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["step"] == 3 and state["config"]["procs"] == 2
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state["model"][k])

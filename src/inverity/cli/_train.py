@@ -31,6 +31,7 @@ def train_cmd(
     ckpt_every: int = typer.Option(250, "--ckpt-every", min=1),
     val_every: int = typer.Option(1000, "--val-every", min=1),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch threads (0 = torch's default)."),
+    procs: int = typer.Option(1, "--procs", min=1, help="Data-parallel processes (one thread each on CPU)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
     export: Optional[str] = typer.Option(None, "--export", help="After training, export into the zoo as NAME."),
@@ -48,7 +49,8 @@ def train_cmd(
 
     cfg = TrainConfig(train_dir=str(train_dir), val_dir=str(val_dir) if val_dir else None, ckpt=str(ckpt),
                       steps=steps, batch=batch, crop=crop, lr=lr, lr_min=lr_min, warmup=warmup, N=n, M=m,
-                      ckpt_every=ckpt_every, val_every=val_every, threads=threads, seed=seed, device=device)
+                      ckpt_every=ckpt_every, val_every=val_every, threads=threads, seed=seed, device=device,
+                      procs=procs)
     try:
         train(cfg)
     except ValueError as exc:  # e.g. no usable images

@@ -4,6 +4,12 @@ One variable-rate network is trained for every quality at once: each crop in a b
 index, so every gain unit sees gradients every step. The learning rate warms up, holds, then decays on a
 cosine to ``lr_min`` by ``--steps`` (decay is where much of a short schedule's quality comes from).
 
+``--procs P`` trains data-parallel in P single-threaded processes on one machine (``torch.distributed``, gloo;
+gradients are averaged with one all-reduce per step, rank 0 checkpoints and validates). On CPU this is how the
+cores are used: one process with several intra-op threads ran ~20x slower late in training, because only the
+calling thread flushes denormal floats (``torch.set_flush_denormal`` is per thread), while P processes each
+flush their own. The effective batch is ``P * --batch``.
+
 Checkpoints (model + optimiser + step + RNG) go to ``--ckpt`` every ``--ckpt-every`` steps and on exit, so an
 interrupted run resumes where it stopped; ``--export`` writes the bare weights plus a JSON provenance record
 (training image list hash, steps, λ per quality, validation bpp/PSNR).
@@ -26,7 +32,7 @@ import torch.nn.functional as F
 
 from .model import ScaleHyperprior
 
-__all__ = ["TrainConfig", "train", "load_folder", "evaluate"]
+__all__ = ["TrainConfig", "train", "load_folder", "evaluate", "remap_gains"]
 
 IMAGE_EXTS = (".png", ".webp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
@@ -54,6 +60,7 @@ class TrainConfig:
     threads: int = 0
     log: str | None = None
     init: str | None = None
+    procs: int = 1
     history: list = field(default_factory=list)
 
 
@@ -127,6 +134,38 @@ def evaluate(model: ScaleHyperprior, images: list[np.ndarray], device: str = "cp
     return res
 
 
+def remap_gains(weights: dict, old: tuple[float, ...], new: tuple[float, ...]) -> dict:
+    """Gain-unit rows for a new λ ladder from a model trained on ``old``: a λ present in both keeps its row,
+    any other is interpolated (or extrapolated from the nearest two) linearly in log λ — the continuous
+    rate adaptation of Cui et al. 2021 — and then trained like the rest.
+
+    >>> w = {"log_gain": torch.tensor([[0.0], [1.0]]), "log_inv_gain": torch.tensor([[0.0], [-1.0]])}
+    >>> r = remap_gains(w, (0.01, 0.04), (0.005, 0.01, 0.04))
+    >>> [round(v, 3) for v in r["log_gain"][:, 0].tolist()], [round(v, 3) for v in r["log_inv_gain"][:, 0].tolist()]
+    ([-0.5, 0.0, 1.0], [0.5, 0.0, -1.0])
+    """
+    if len(old) < 2:
+        raise ValueError("remapping gain units needs at least two trained λ")
+    logs = [math.log(v) for v in old]
+    out = dict(weights)
+    for key in ("log_gain", "log_inv_gain"):
+        rows = weights[key]
+        if rows.shape[0] != len(old):
+            raise ValueError(f"{key} has {rows.shape[0]} rows for {len(old)} λ")
+        new_rows = []
+        for lam in new:
+            t = math.log(lam)
+            hits = [i for i, v in enumerate(old) if math.isclose(v, lam, rel_tol=1e-9)]
+            if hits:
+                new_rows.append(rows[hits[0]].clone())
+                continue
+            i = min(max(sum(1 for v in logs if v < t), 1), len(old) - 1)  # segment [i-1, i] (or the end one)
+            w = (t - logs[i - 1]) / (logs[i] - logs[i - 1])
+            new_rows.append(rows[i - 1] + w * (rows[i] - rows[i - 1]))
+        out[key] = torch.stack(new_rows)
+    return out
+
+
 def _lr_at(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -138,10 +177,57 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    """Train (or resume) per ``cfg``; with ``cfg.procs > 1`` in that many data-parallel processes."""
+    if cfg.procs <= 1:
+        return _train(cfg, export, rank=0, world=1)
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.start_processes(_worker, args=(cfg, export, port), nprocs=cfg.procs, join=False, start_method="spawn")
+
+    def _forward(signum, frame):  # every worker checkpoints at the same step, then exits
+        for proc in ctx.processes:
+            if proc.is_alive() and proc.pid:
+                os.kill(proc.pid, signal.SIGINT)
+
+    old = {sig: signal.signal(sig, _forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not ctx.join():
+            pass
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    model = ScaleHyperprior(cfg.N, cfg.M)
+    model.load_state_dict(torch.load(cfg.ckpt, map_location="cpu", weights_only=False)["model"])
+    return model
+
+
+def _worker(rank: int, cfg: TrainConfig, export: str | None, port: int) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.procs)
+    try:
+        _train(cfg, export if rank == 0 else None, rank=rank, world=cfg.procs)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> ScaleHyperprior:
+    if world > 1:
+        import torch.distributed as dist
+    if cfg.threads or world > 1:
+        torch.set_num_threads(cfg.threads or 1)
     # denormal floats (GDN/latent tails late in training) slow CPU kernels 10-100x; flush them to zero
     torch.set_flush_denormal(True)
+
+    def say(msg: str) -> None:
+        if rank == 0:
+            print(msg, flush=True)
+
     images, names = load_folder(cfg.train_dir)
     val_images: list[np.ndarray] = []
     if cfg.val_dir:
@@ -160,13 +246,26 @@ def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         cfg.history = state.get("history", [])
-        print(f"resumed from {ckpt} at step {step}", flush=True)
+        say(f"resumed from {ckpt} at step {step}")
     elif cfg.init:
         # continue from exported weights (the zoo's file: {"state_dict": ...} or a bare state dict) with a
         # fresh optimiser and schedule — how a later session picks up the committed model
         state = torch.load(cfg.init, map_location=cfg.device, weights_only=False)
-        model.load_state_dict(state.get("state_dict", state))
-        print(f"initialised from weights {cfg.init}", flush=True)
+        weights = state.get("state_dict", state.get("model", state))
+        old_lambdas = tuple(state.get("architecture", {}).get("lambdas", model.lambdas))
+        if old_lambdas != model.lambdas:
+            weights = remap_gains(weights, old_lambdas, model.lambdas)
+            say(f"gain units remapped from λ {list(old_lambdas)} to {list(model.lambdas)}")
+        model.load_state_dict(weights)
+        say(f"initialised from weights {cfg.init}")
+    if world > 1:
+        # identical start on every rank (params), distinct data per rank (crops and quality draws)
+        for t in model.state_dict().values():
+            dist.broadcast(t, 0)
+        if rank:
+            rng = random.Random(f"{cfg.seed}:{rank}:{step}")
+            torch.manual_seed(cfg.seed * 1000 + rank * 7919 + step)
+        params = list(model.parameters())
     train_hash = list_hash(cfg.train_dir, names)
     lambdas = torch.tensor(model.lambdas, device=cfg.device)
     stop = {"now": False}
@@ -199,22 +298,44 @@ def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
         loss = (lambdas[q] * 255**2 * mse + bpp).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            # one all-reduce of every gradient plus the stop flag, so all ranks stop at the same step
+            flat = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel())
+                              for p in params] + [torch.tensor([1.0 if stop["now"] else 0.0])])
+            dist.all_reduce(flat)
+            stop["now"] = bool(flat[-1] > 0)
+            flat = flat[:-1].div_(world)
+            offset = 0
+            for p in params:
+                n = p.numel()
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                p.grad.copy_(flat[offset : offset + n].view_as(p))
+                offset += n
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step += 1
         run_loss += loss.item(); run_bpp += bpp.mean().item(); run_mse += mse.mean().item()
-        if step % 100 == 0:
+        if step % 100 == 0 and rank == 0:
             dt = time.time() - t0
             print(f"step {step} loss {run_loss/100:.4f} bpp {run_bpp/100:.3f} mse {run_mse/100:.5f} "
                   f"lr {_lr_at(cfg, step):.2e} {dt/100:.3f}s/step", flush=True)
             t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
-        if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
+        if rank == 0 and val_images and (step % cfg.val_every == 0 or step == cfg.steps):
             res = evaluate(model, val_images, cfg.device)
             cfg.history.append({"step": step, "val": res})
             print("val", step, " ".join(f"q{r['quality']}:{r['bpp']:.3f}/{r['psnr']:.2f}" for r in res), flush=True)
-        if step % cfg.ckpt_every == 0:
+        if rank == 0 and step % cfg.ckpt_every == 0:
             save()
-    save()
+    if world > 1:
+        # every rank applied the same averaged updates to the same start: their weights must agree exactly
+        digest = torch.tensor([float(p.detach().double().sum()) for p in params], dtype=torch.float64)
+        gathered = [torch.empty_like(digest) for _ in range(world)]
+        dist.all_gather(gathered, digest)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise RuntimeError("data-parallel ranks ended with different weights")
+    if rank == 0:
+        save()
     if export:
         export_weights(model, export, cfg, train_hash, len(names), step)
     return model
