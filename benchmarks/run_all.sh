@@ -80,7 +80,7 @@ else
     CORR=""
     SEVS="${SEVERITIES:-1,3,5}"
     RD_ARGS=(--corrupted-limit "${CORRUPTED_LIMIT:-6}"
-             --corrupted-qualities "20,40,60,80,92;learned=1,2,4,6" --corrupted-metrics psnr,ssimulacra2)
+             --corrupted-qualities "20,40,60,80,92;learned=1,3,5,7" --corrupted-metrics psnr,ssimulacra2)
     ROUTE_ARGS=(--grid-step 5)
 fi
 

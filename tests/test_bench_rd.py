@@ -60,7 +60,7 @@ def test_bd_rate_refuses_what_it_cannot_compute() -> None:
 def test_small_helpers() -> None:
     assert msssim_db(0.999) == pytest.approx(30.0)
     g = parse_qualities("jpeg=5,50;webp=10,20,30,40", ["jpeg", "webp", "learned"])
-    assert g == {"jpeg": (5, 50), "webp": (10, 20, 30, 40), "learned": (1, 2, 3, 4, 5, 6)}
+    assert g == {"jpeg": (5, 50), "webp": (10, 20, 30, 40), "learned": (1, 2, 3, 4, 5, 6, 7)}
 
 
 def test_bd_table_skips_flat_curves() -> None:

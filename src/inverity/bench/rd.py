@@ -43,18 +43,18 @@ __all__ = ["DEFAULT_CODECS", "DEFAULT_QUALITIES", "QUICK_QUALITIES", "METRICS", 
            "summarise", "bd_table", "load_anchors", "parse_qualities", "msssim_db"]
 
 DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "webp", "avif", "jxl", "learned")
-#: quality grids: libjpeg/libwebp/libavif/libjxl 0–100 scales; the learned stage's quality indices 1..6
+#: quality grids: libjpeg/libwebp/libavif/libjxl 0–100 scales; the learned stage's quality indices 1..7 (hp-gain v3)
 DEFAULT_QUALITIES: dict[str, tuple[int, ...]] = {
     "jpeg": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
     "webp": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
     "avif": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
     "jxl": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
-    "learned": (1, 2, 3, 4, 5, 6),
+    "learned": (1, 2, 3, 4, 5, 6, 7),
 }
 #: sparser grids for --quick (BD-rate needs at least 4 points)
 QUICK_QUALITIES: dict[str, tuple[int, ...]] = {
     "jpeg": (25, 50, 75, 90), "webp": (25, 50, 75, 90), "avif": (25, 50, 75, 90), "jxl": (25, 50, 75, 90),
-    "learned": (1, 2, 4, 6),
+    "learned": (1, 3, 5, 7),
 }
 METRICS: tuple[str, ...] = ("psnr", "ms_ssim", "ssimulacra2")
 #: BD-rate is not reported when the two curves overlap by less than this (dB of PSNR, or metric units)
@@ -76,7 +76,7 @@ def parse_qualities(spec: str | Sequence[str] | None, codecs: Sequence[str],
     >>> parse_qualities("jpeg=10,50,90;learned=1,3", ["jpeg", "webp", "learned"])["jpeg"]
     (10, 50, 90)
     >>> parse_qualities("30,60", ["jpeg", "learned"])
-    {'jpeg': (30, 60), 'learned': (1, 2, 3, 4, 5, 6)}
+    {'jpeg': (30, 60), 'learned': (1, 2, 3, 4, 5, 6, 7)}
     """
     base = base or DEFAULT_QUALITIES
     grids = {c: tuple(base.get(c, DEFAULT_QUALITIES.get(c, DEFAULT_QUALITIES["jpeg"]))) for c in codecs}

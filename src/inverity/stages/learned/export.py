@@ -136,6 +136,7 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 def export(checkpoint: str | os.PathLike[str], name: str = zoo.DEFAULT_MODEL, *,
            wdir: str | os.PathLike[str] | None = None, val_dir: str | os.PathLike[str] | None = None,
            val_limit: int = 8, make_default: bool = False, repeats: int = 3, quiet: bool = False,
+           note: str | None = None,
            timing_shape: tuple[int, int] = (512, 768)) -> zoo.ModelInfo:
     """Export ``checkpoint`` as model ``name`` into the zoo; returns the registered :class:`~zoo.ModelInfo`.
 
@@ -200,8 +201,12 @@ def export(checkpoint: str | os.PathLike[str], name: str = zoo.DEFAULT_MODEL, *,
             "train_dir": Path(str(config.get("train_dir", ""))).name or None,
             "train_images": meta.get("train_count"), "train_list_sha256": meta.get("train_hash"),
             "lambda_per_quality": {str(i + 1): lam for i, lam in enumerate(lambdas)},
-            "training": {k: config.get(k) for k in ("steps", "batch", "crop", "lr", "lr_min", "warmup", "seed")
-                         if k in config},
+            "training": {k: config.get(k) for k in ("steps", "batch", "crop", "lr", "lr_min", "warmup", "seed",
+                                                    "decay_start", "procs", "init") if k in config},
+            "note": note,
+            "previous": None if old is None or old.get("sha256") == sha else {
+                "version": old.get("version"), "sha256": old.get("sha256"),
+                "steps": (old.get("provenance") or {}).get("steps")},
             "training_validation": history[-1] if history else None,
             "validation": validation,
             "z_tables": {"tail_mass": 1e-9, "min_len": int(tables.lengths.min()),
@@ -241,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-limit", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3, help="timing repeats")
     p.add_argument("--default", action="store_true", help="make this the registry's default model")
+    p.add_argument("--note", default=None, help="free text kept in the provenance (e.g. the training lineage)")
     a = p.parse_args(argv)
     export(a.checkpoint, a.name, wdir=a.weights_dir, val_dir=a.val_dir, val_limit=a.val_limit,
-           make_default=a.default, repeats=a.repeats)
+           make_default=a.default, repeats=a.repeats, note=a.note)
     return 0
 
 
