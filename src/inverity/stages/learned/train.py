@@ -4,8 +4,8 @@ One variable-rate network is trained for every quality at once: each crop in a b
 index, so every gain unit sees gradients every step. The learning rate warms up, holds, then decays on a
 cosine to ``lr_min`` by ``--steps`` (decay is where much of a short schedule's quality comes from).
 
-``--procs P`` trains data-parallel in P single-threaded processes on one machine (``torch.distributed``, gloo;
-gradients are averaged with one all-reduce per step, rank 0 checkpoints and validates). On CPU this is how the
+``--procs P`` trains data-parallel in P single-threaded processes on one machine (``torch.distributed``, gloo,
+``DistributedDataParallel`` averaging the gradients; rank 0 checkpoints and validates). On CPU this is how the
 cores are used: one process with several intra-op threads ran ~20x slower late in training, because only the
 calling thread flushes denormal floats (``torch.set_flush_denormal`` is per thread), while P processes each
 flush their own. The effective batch is ``P * --batch``.
@@ -258,14 +258,14 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
             say(f"gain units remapped from λ {list(old_lambdas)} to {list(model.lambdas)}")
         model.load_state_dict(weights)
         say(f"initialised from weights {cfg.init}")
+    net: torch.nn.Module = model
     if world > 1:
-        # identical start on every rank (params), distinct data per rank (crops and quality draws)
-        for t in model.state_dict().values():
-            dist.broadcast(t, 0)
+        # DDP broadcasts rank 0's weights at construction and averages gradients in backward; each rank draws
+        # its own crops and qualities
+        net = torch.nn.parallel.DistributedDataParallel(model)
         if rank:
             rng = random.Random(f"{cfg.seed}:{rank}:{step}")
             torch.manual_seed(cfg.seed * 1000 + rank * 7919 + step)
-        params = list(model.parameters())
     train_hash = list_hash(cfg.train_dir, names)
     lambdas = torch.tensor(model.lambdas, device=cfg.device)
     stop = {"now": False}
@@ -292,26 +292,16 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
             g["lr"] = _lr_at(cfg, step)
         x = _batch(images, cfg.batch, cfg.crop, rng).to(cfg.device)
         q = torch.randint(0, model.num_qualities, (cfg.batch,), device=cfg.device)
-        out = model(x, q)
+        out = net(x, q)
         mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
         bpp = out["bits"] / (x.shape[-1] * x.shape[-2])
         loss = (lambdas[q] * 255**2 * mse + bpp).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if world > 1:
-            # one all-reduce of every gradient plus the stop flag, so all ranks stop at the same step
-            flat = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel())
-                              for p in params] + [torch.tensor([1.0 if stop["now"] else 0.0])])
-            dist.all_reduce(flat)
-            stop["now"] = bool(flat[-1] > 0)
-            flat = flat[:-1].div_(world)
-            offset = 0
-            for p in params:
-                n = p.numel()
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                p.grad.copy_(flat[offset : offset + n].view_as(p))
-                offset += n
+        if world > 1:  # a signal on any rank stops every rank after this same step
+            flag = torch.tensor([1.0 if stop["now"] else 0.0])
+            dist.all_reduce(flag)
+            stop["now"] = bool(flag.item() > 0)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step += 1
@@ -329,7 +319,7 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
             save()
     if world > 1:
         # every rank applied the same averaged updates to the same start: their weights must agree exactly
-        digest = torch.tensor([float(p.detach().double().sum()) for p in params], dtype=torch.float64)
+        digest = torch.tensor([float(p.detach().double().sum()) for p in model.parameters()], dtype=torch.float64)
         gathered = [torch.empty_like(digest) for _ in range(world)]
         dist.all_gather(gathered, digest)
         if any(not torch.equal(g, gathered[0]) for g in gathered):
