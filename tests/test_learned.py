@@ -343,8 +343,8 @@ def test_cli_train_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_data_parallel_training_keeps_ranks_in_step(tmp_path: Path) -> None:
-    """Two single-threaded processes, one gradient all-reduce per step: the run ends with the requested steps,
-    a resumable checkpoint, and ranks whose weights agree exactly (train() raises otherwise)."""
+    """Two single-threaded processes (DistributedDataParallel): the run ends with the requested steps, a
+    checkpoint that holds the returned weights, and ranks whose weights agree exactly (train() raises otherwise)."""
     import imagecodecs
 
     from inverity.stages.learned.train import TrainConfig, train

@@ -276,7 +276,11 @@ def psnr(a: ImageLike, b: ImageLike, *, max_value: float | None = None,
     >>> round(psnr(c, d), 1), round(psnr(c, d, window="auto"), 1)
     (70.3, 40.0)
     """
-    e = mse(a, b, max_value=max_value, window=window)
+    return _psnr_of_mse(mse(a, b, max_value=max_value, window=window))
+
+
+def _psnr_of_mse(e: float) -> float:
+    """PSNR (dB) of a mean squared error on the 0..1 scale; ``inf`` for 0."""
     return math.inf if e == 0 else 10.0 * math.log10(1.0 / e)
 
 

@@ -328,8 +328,7 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
     if floors.max_abs_error is not None:
         c.record("max_abs_error", mae <= floors.max_abs_error,
                  f"max abs error {mae} {'<=' if mae <= floors.max_abs_error else '>'} {floors.max_abs_error:g}")
-    total = float(se.sum(dtype=np.float64)) / pa.size
-    p = math.inf if total == 0 else 10.0 * math.log10(1.0 / total)
+    p = M._psnr_of_mse(float(se.sum(dtype=np.float64)) / pa.size)
     chk["psnr"] = p
     # the yardstick comes from the original alone: a reconstruction must not widen the window it is judged in
     win = M.content_window(original)
@@ -339,8 +338,7 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
     else:
         qa, qb, qm = win.apply(pa), win.apply(pb), 1.0
         qse = M._squared_error(qa, qb, qm)
-        tq = float(qse.sum(dtype=np.float64)) / pa.size
-        pq = math.inf if tq == 0 else 10.0 * math.log10(1.0 / tq)
+        pq = M._psnr_of_mse(float(qse.sum(dtype=np.float64)) / pa.size)
         chk["window"] = win.to_dict()
         chk["psnr_window"] = pq
         psnr_what = f" over the content window ({_fmt(p, 2)} dB over 0–{win.nominal:g})"
