@@ -16,12 +16,14 @@ interrupted run resumes where it stopped; ``--export`` writes the bare weights p
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
 import os
 import random
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,8 +214,18 @@ def _worker(rank: int, cfg: TrainConfig, export: str | None, port: int) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.procs)
     try:
         _train(cfg, export if rank == 0 else None, rank=rank, world=cfg.procs)
+        # drop DDP's reducer (it holds the group and sits in reference cycles) before the group goes, and let
+        # rank 0 finish its checkpoint/export before any rank tears its connections down
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+    # A clean exit skips interpreter teardown: C++ destructors of leftover torch/gloo threads run there, and on
+    # CI one aborted a finished rank ("terminate called without an active exception", SIGABRT) after its work
+    # was done and checkpointed. Only the success path gets here; an exception above still exits non-zero.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> ScaleHyperprior:
