@@ -13,14 +13,16 @@ import torch
 from helpers import assert_config_round_trip, check_golden, psnr
 from skimage import data as skdata
 
+import inverity.stages.learned.crossdevice as crossdevice
 import inverity.stages.learned.entropy as entropy
 import inverity.stages.learned.stage as stage_mod
+import inverity.stages.learned.train as train_mod
 import inverity.stages.learned.zoo as zoo
 from inverity.container import pack, unpack
 from inverity.errors import ContainerError, ModelError, UnknownIdError, UnsupportedInputError
 from inverity.image import Image
 from inverity.stages.base import get_stage
-from inverity.stages.learned.model import ScaleHyperprior
+from inverity.stages.learned.model import LAMBDAS, ScaleHyperprior
 
 pytestmark = pytest.mark.skipif(not zoo.list_models(), reason="no learned model in the zoo")
 
@@ -312,7 +314,7 @@ def test_golden_fixtures_decode() -> None:
                     "regenerate with INVERITY_REGEN_FIXTURES=1 python -m pytest tests/test_learned.py")
 
 
-@pytest.mark.parametrize("module", [entropy, zoo, stage_mod])
+@pytest.mark.parametrize("module", [entropy, zoo, stage_mod, train_mod, crossdevice])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
@@ -361,3 +363,23 @@ def test_data_parallel_training_keeps_ranks_in_step(tmp_path: Path) -> None:
     assert state["step"] == 3 and state["config"]["procs"] == 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, state["model"][k])
+
+
+def test_time_bounded_training_stops_on_the_clock_and_validates(tmp_path: Path) -> None:
+    """``max_minutes`` ends a run long before ``steps``, with a checkpoint and a final validation at that step."""
+    import imagecodecs
+
+    from inverity.stages.learned.train import TrainConfig, train
+
+    tdir = tmp_path / "train"
+    tdir.mkdir()
+    for i, name in enumerate(("astronaut", "chelsea")):
+        imagecodecs.imwrite(tdir / f"{i}.png", np.ascontiguousarray(getattr(skdata, name)()[:80, :80, :3]))
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(train_dir=str(tdir), val_dir=str(tdir), ckpt=str(ckpt), steps=1_000_000, batch=1, crop=64,
+                      N=8, M=8, warmup=1, max_minutes=0.005, val_every=1_000_000, ckpt_every=1_000_000)
+    train(cfg)
+    state = torch.load(ckpt, weights_only=False)
+    assert 1 <= state["step"] < 1_000_000
+    assert state["history"][-1]["step"] == state["step"]
+    assert len(state["history"][-1]["val"]) == len(LAMBDAS)

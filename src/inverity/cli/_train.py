@@ -32,6 +32,9 @@ def train_cmd(
     val_every: int = typer.Option(1000, "--val-every", min=1),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch threads (0 = torch's default)."),
     procs: int = typer.Option(1, "--procs", min=1, help="Data-parallel processes (one thread each on CPU)."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", min=0.0,
+                                      help="Stop after this many minutes (0 = no limit); the LR decay follows "
+                                           "the elapsed fraction, so the run still ends fully decayed."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
     export: Optional[str] = typer.Option(None, "--export", help="After training, export into the zoo as NAME."),
@@ -50,7 +53,7 @@ def train_cmd(
     cfg = TrainConfig(train_dir=str(train_dir), val_dir=str(val_dir) if val_dir else None, ckpt=str(ckpt),
                       steps=steps, batch=batch, crop=crop, lr=lr, lr_min=lr_min, warmup=warmup, N=n, M=m,
                       ckpt_every=ckpt_every, val_every=val_every, threads=threads, seed=seed, device=device,
-                      procs=procs)
+                      procs=procs, max_minutes=max_minutes)
     try:
         train(cfg)
     except ValueError as exc:  # e.g. no usable images

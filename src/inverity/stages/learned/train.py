@@ -10,6 +10,10 @@ cores are used: one process with several intra-op threads ran ~20x slower late i
 calling thread flushes denormal floats (``torch.set_flush_denormal`` is per thread), while P processes each
 flush their own. The effective batch is ``P * --batch``.
 
+``--max-minutes T`` bounds the run by wall-clock time instead (a GPU lease is counted in minutes): the run stops
+after T minutes or ``--steps``, whichever comes first, and past the warm-up the learning-rate schedule follows
+the larger of the step fraction and the elapsed-time fraction, so a time-bounded run still ends fully decayed.
+
 Checkpoints (model + optimiser + step + RNG) go to ``--ckpt`` every ``--ckpt-every`` steps and on exit, so an
 interrupted run resumes where it stopped; ``--export`` writes the bare weights plus a JSON provenance record
 (training image list hash, steps, λ per quality, validation bpp/PSNR).
@@ -27,6 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -63,17 +68,34 @@ class TrainConfig:
     log: str | None = None
     init: str | None = None
     procs: int = 1
+    max_minutes: float = 0.0
     history: list = field(default_factory=list)
 
 
 def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
-    """All RGB images of a folder as uint8 arrays (sorted by name), and their names."""
-    import imagecodecs
+    """All RGB images of a folder as uint8 arrays (sorted by name), and their names.
+
+    Read with imagecodecs, or with Pillow where imagecodecs is not installed (the GPU machines' image has
+    Pillow only, and training needs no other part of the package).
+    """
+    imread: Callable[[str], np.ndarray]
+    try:
+        import imagecodecs
+
+        imread = imagecodecs.imread
+    except ImportError:  # pragma: no cover - exercised on the GPU image
+        from PIL import Image as PILImage
+
+        def _pil_read(path: str) -> np.ndarray:
+            with PILImage.open(path) as im:
+                return np.asarray(im)
+
+        imread = _pil_read
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
     arrays, names = [], []
     for p in files:
-        a = imagecodecs.imread(str(p))
+        a = imread(str(p))
         if a.ndim == 2:
             a = np.repeat(a[:, :, None], 3, axis=2)
         a = a[:, :, :3]
@@ -168,13 +190,22 @@ def remap_gains(weights: dict, old: tuple[float, ...], new: tuple[float, ...]) -
     return out
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
+def _lr_at(cfg: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    """Learning rate at ``step``, ``elapsed`` seconds into a ``--max-minutes`` run (ignored without one).
+
+    >>> cfg = TrainConfig(train_dir=".", steps=1000, warmup=10, lr=1e-3, lr_min=1e-5, decay_start=0.5,
+    ...                   max_minutes=10.0)
+    >>> _lr_at(cfg, 4), _lr_at(cfg, 400), _lr_at(cfg, 400, elapsed=600.0), round(_lr_at(cfg, 750), 6)
+    (0.0005, 0.001, 1e-05, 0.000505)
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    start = int(cfg.decay_start * cfg.steps)
-    if step < start:
+    frac = step / max(1, cfg.steps)
+    if cfg.max_minutes > 0:
+        frac = max(frac, elapsed / (60.0 * cfg.max_minutes))
+    if frac < cfg.decay_start:
         return cfg.lr
-    t = min(1.0, (step - start) / max(1, cfg.steps - start))
+    t = min(1.0, (frac - cfg.decay_start) / max(1e-9, 1.0 - cfg.decay_start))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
 
 
@@ -244,6 +275,8 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
     val_images: list[np.ndarray] = []
     if cfg.val_dir:
         val_images = load_folder(cfg.val_dir)[0][: cfg.val_images]
+    if str(cfg.device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
     model = ScaleHyperprior(cfg.N, cfg.M).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
@@ -298,10 +331,11 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         os.replace(tmp, ckpt)
 
     t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
+    t_start, elapsed = t0, 0.0
     model.train()
     while step < cfg.steps and not stop["now"]:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(cfg, step)
+            g["lr"] = _lr_at(cfg, step, elapsed)
         x = _batch(images, cfg.batch, cfg.crop, rng).to(cfg.device)
         q = torch.randint(0, model.num_qualities, (cfg.batch,), device=cfg.device)
         out = net(x, q)
@@ -310,10 +344,13 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         loss = (lambdas[q] * 255**2 * mse + bpp).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if world > 1:  # a signal on any rank stops every rank after this same step
-            flag = torch.tensor([1.0 if stop["now"] else 0.0])
-            dist.all_reduce(flag)
-            stop["now"] = bool(flag.item() > 0)
+        elapsed = time.time() - t_start
+        if cfg.max_minutes > 0 and elapsed >= 60.0 * cfg.max_minutes:
+            stop["now"] = True
+        if world > 1:  # a signal on any rank stops every rank after this same step; rank clocks agree (max)
+            flag = torch.tensor([1.0 if stop["now"] else 0.0, elapsed], dtype=torch.float64)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop["now"], elapsed = bool(flag[0].item() > 0), float(flag[1].item())
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step += 1
@@ -321,9 +358,10 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         if step % 100 == 0 and rank == 0:
             dt = time.time() - t0
             print(f"step {step} loss {run_loss/100:.4f} bpp {run_bpp/100:.3f} mse {run_mse/100:.5f} "
-                  f"lr {_lr_at(cfg, step):.2e} {dt/100:.3f}s/step", flush=True)
+                  f"lr {_lr_at(cfg, step, elapsed):.2e} {dt/100:.3f}s/step", flush=True)
             t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
-        if rank == 0 and val_images and (step % cfg.val_every == 0 or step == cfg.steps):
+        out_of_time = cfg.max_minutes > 0 and elapsed >= 60.0 * cfg.max_minutes
+        if rank == 0 and val_images and (step % cfg.val_every == 0 or step == cfg.steps or out_of_time):
             res = evaluate(model, val_images, cfg.device)
             cfg.history.append({"step": step, "val": res})
             print("val", step, " ".join(f"q{r['quality']}:{r['bpp']:.3f}/{r['psnr']:.2f}" for r in res), flush=True)
