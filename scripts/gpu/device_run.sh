@@ -14,9 +14,11 @@ python3 -c 'import constriction' 2>/dev/null \
 export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
-INIT=${INIT:-.device/init.pt}; [ -f "$INIT" ] || INIT=src/inverity/stages/learned/weights/hp-gain.pt
+# INIT=none starts from scratch (e.g. a wider model: INIT=none ... --N 96 --M 144)
+INIT=${INIT:-.device/init.pt}; [ "$INIT" = none ] || [ -f "$INIT" ] || INIT=src/inverity/stages/learned/weights/hp-gain.pt
+INIT_ARGS=(); [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
 python3 -m inverity.stages.learned.train .device/train --val-dir .device/val --ckpt /tmp/ckpt/learned.pt \
-  --init "$INIT" --device "${DEVICE:-cuda}" --max-minutes "$MIN" --steps 10000000 --N 64 --M 96 --crop 256 --batch 16 \
+  "${INIT_ARGS[@]}" --device "${DEVICE:-cuda}" --max-minutes "$MIN" --steps 10000000 --N 64 --M 96 --crop 256 --batch 16 \
   --warmup 300 --lr 2e-4 --lr-min 1e-5 --decay-start 0.3 --val-every 2000 --val-images 8 --ckpt-every 1000 \
   "$@" 2>&1 | tee "$OUT/train.log"
 [ -f /tmp/ckpt/learned.pt ] && python3 scripts/gpu/ckpt.py split /tmp/ckpt/learned.pt "$OUT"
