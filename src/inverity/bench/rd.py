@@ -43,7 +43,7 @@ __all__ = ["DEFAULT_CODECS", "DEFAULT_QUALITIES", "QUICK_QUALITIES", "METRICS", 
            "summarise", "bd_table", "load_anchors", "parse_qualities", "msssim_db"]
 
 DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "webp", "avif", "jxl", "learned")
-#: quality grids: libjpeg/libwebp/libavif/libjxl 0–100 scales; the learned stage's quality indices 1..7 (hp-gain v3)
+#: quality grids: libjpeg/libwebp/libavif/libjxl 0–100 scales; the learned stage's quality indices 1..7 (hp-gain v3 and later)
 DEFAULT_QUALITIES: dict[str, tuple[int, ...]] = {
     "jpeg": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
     "webp": (10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
