@@ -24,16 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .entropy import LatentCodec, decode_y, decode_z, new_decoder, scale_indexes
+from .entropy import LatentCodec, decode_y, decode_z, new_decoder, scale_indexes, synthesize_pixels
 
 __all__ = ["compare_decode"]
-
-
-def _synthesize(g_s: torch.nn.Module, y_hat: torch.Tensor, inv_gain: torch.Tensor, height: int,
-                width: int) -> np.ndarray:
-    x_hat = g_s(y_hat * inv_gain[None, :, None, None])
-    x_hat = torch.round(x_hat[0, :, :height, :width].clamp(0.0, 1.0) * 255.0)
-    return x_hat.permute(1, 2, 0).to("cpu", torch.float64).numpy().astype(np.uint8)
 
 
 def compare_decode(codec: LatentCodec, payload: bytes, q: int, height: int, width: int, device: str,
@@ -69,7 +62,7 @@ def compare_decode(codec: LatentCodec, payload: bytes, q: int, height: int, widt
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         with torch.no_grad():
-            syn = _synthesize(g_s, ref_y.to(dev, dtype), inv_gain, height, width)
+            syn = synthesize_pixels(g_s, ref_y.to(dev, dtype), inv_gain, height, width)
             outputs: list[np.ndarray | None] = []
             indexes: list[np.ndarray] = []
             mismatches, desynced = 0, False
@@ -88,7 +81,7 @@ def compare_decode(codec: LatentCodec, payload: bytes, q: int, height: int, widt
                     outputs.append(None)
                     continue
                 y = torch.from_numpy(s.astype(np.float64))[None].to(dev, dtype) + means
-                outputs.append(_synthesize(g_s, y, inv_gain, height, width))
+                outputs.append(synthesize_pixels(g_s, y, inv_gain, height, width))
     finally:
         torch.use_deterministic_algorithms(det_before, warn_only=warn_before)
     full = outputs[0]

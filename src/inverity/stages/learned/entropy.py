@@ -62,7 +62,7 @@ from .model import FactorizedPrior, ScaleHyperprior
 __all__ = [
     "SCALE_TABLE", "SCALE_EDGES", "Y_BOUND", "Z_TAIL", "ZTables", "tabulate_z", "scale_indexes",
     "deterministic_cpu", "encode_z", "decode_z", "encode_y", "decode_y", "new_encoder", "finish", "new_decoder",
-    "LatentCodec",
+    "LatentCodec", "synthesize_pixels",
 ]
 
 #: σ quantisation table (CompressAI's ``get_scale_table``): 64 log-spaced values from 0.11 to 256
@@ -406,14 +406,21 @@ class LatentCodec:
         """uint8 H×W×3 pixels from ŷ' (float64 synthesis, cropped to ``height × width``)."""
         self._check_q(q)
         with torch.no_grad():
-            x_hat = self._g_s(y_hat * self._inv_gain[q][None, :, None, None])
-            x_hat = torch.round(x_hat[0, :, :height, :width].clamp(0.0, 1.0) * 255.0)
-        return np.ascontiguousarray(x_hat.permute(1, 2, 0).numpy().astype(np.uint8))
+            return synthesize_pixels(self._g_s, y_hat, self._inv_gain[q], height, width)
 
     def decode(self, payload: bytes, q: int, height: int, width: int) -> np.ndarray:
         """uint8 H×W×3 pixels from a payload written by :meth:`encode`."""
         self._check_q(q)
         return self.synthesize(self.decode_latents(payload, height, width), q, height, width)
+
+
+def synthesize_pixels(g_s: torch.nn.Module, y_hat: Tensor, inv_gain: Tensor, height: int,
+                      width: int) -> np.ndarray:
+    """uint8 H×W×3 pixels from ŷ' through ``g_s`` (on whatever device and dtype ``g_s`` and ``y_hat`` share),
+    scaled by the quality's inverse gain row, clamped, rounded, cropped to ``height × width``."""
+    x_hat = g_s(y_hat * inv_gain[None, :, None, None])
+    x_hat = torch.round(x_hat[0, :, :height, :width].clamp(0.0, 1.0) * 255.0)
+    return np.ascontiguousarray(x_hat.permute(1, 2, 0).to("cpu", torch.float64).numpy().astype(np.uint8))
 
 
 def _pad64(x: Tensor) -> Tensor:

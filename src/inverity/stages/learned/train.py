@@ -345,12 +345,12 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         opt.zero_grad(set_to_none=True)
         loss.backward()
         elapsed = time.time() - t_start
-        if cfg.max_minutes > 0 and elapsed >= 60.0 * cfg.max_minutes:
-            stop["now"] = True
         if world > 1:  # a signal on any rank stops every rank after this same step; rank clocks agree (max)
             flag = torch.tensor([1.0 if stop["now"] else 0.0, elapsed], dtype=torch.float64)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stop["now"], elapsed = bool(flag[0].item() > 0), float(flag[1].item())
+        out_of_time = cfg.max_minutes > 0 and elapsed >= 60.0 * cfg.max_minutes
+        stop["now"] = stop["now"] or out_of_time
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step += 1
@@ -360,7 +360,6 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
             print(f"step {step} loss {run_loss/100:.4f} bpp {run_bpp/100:.3f} mse {run_mse/100:.5f} "
                   f"lr {_lr_at(cfg, step, elapsed):.2e} {dt/100:.3f}s/step", flush=True)
             t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
-        out_of_time = cfg.max_minutes > 0 and elapsed >= 60.0 * cfg.max_minutes
         if rank == 0 and val_images and (step % cfg.val_every == 0 or step == cfg.steps or out_of_time):
             res = evaluate(model, val_images, cfg.device)
             cfg.history.append({"step": step, "val": res})
