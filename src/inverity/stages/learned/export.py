@@ -150,9 +150,12 @@ def export(checkpoint: str | os.PathLike[str], name: str = zoo.DEFAULT_MODEL, *,
         n, m = int(state["g_a.0.weight"].shape[0]), int(state["g_a.6.weight"].shape[0])
     except KeyError as exc:
         raise ModelError(f"{ckpt}: not a ScaleHyperprior state dict (no {exc})") from None
-    lambdas = tuple(LAMBDAS)
+    cfg = meta.get("config") or {}
+    ladder = cfg.get("lambdas") or (cfg.get("architecture") or {}).get("lambdas") or LAMBDAS
+    lambdas = tuple(float(v) for v in (ladder.split(",") if isinstance(ladder, str) else ladder))
     if state["log_gain"].shape[0] != len(lambdas):
-        raise ModelError(f"{ckpt}: {state['log_gain'].shape[0]} gain rows but {len(lambdas)} λ in model.LAMBDAS")
+        raise ModelError(f"{ckpt}: {state['log_gain'].shape[0]} gain rows but {len(lambdas)} λ in its ladder "
+                         f"{list(lambdas)}")
     model = ScaleHyperprior(n, m, lambdas)
     model.load_state_dict(state, strict=True)
     model.eval()

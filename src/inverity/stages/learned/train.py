@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import ScaleHyperprior
+from .model import LAMBDAS, ScaleHyperprior
 
 __all__ = ["TrainConfig", "train", "load_folder", "evaluate", "remap_gains"]
 
@@ -69,7 +69,21 @@ class TrainConfig:
     init: str | None = None
     procs: int = 1
     max_minutes: float = 0.0
+    lambdas: str = ""  # comma-separated λ ladder, one per quality (empty: model.LAMBDAS)
     history: list = field(default_factory=list)
+
+    def ladder(self) -> tuple[float, ...]:
+        """The λ per quality this run trains.
+
+        >>> TrainConfig("t", lambdas="0.001, 0.01").ladder(), len(TrainConfig("t").ladder()) == len(LAMBDAS)
+        ((0.001, 0.01), True)
+        """
+        if not self.lambdas.strip():
+            return LAMBDAS
+        ladder = tuple(float(v) for v in self.lambdas.split(","))
+        if list(ladder) != sorted(set(ladder)) or ladder[0] <= 0:
+            raise ValueError(f"lambdas must be positive and strictly increasing, got {self.lambdas!r}")
+        return ladder
 
 
 def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
@@ -277,7 +291,7 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         val_images = load_folder(cfg.val_dir)[0][: cfg.val_images]
     if str(cfg.device).startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
-    model = ScaleHyperprior(cfg.N, cfg.M).to(cfg.device)
+    model = ScaleHyperprior(cfg.N, cfg.M, cfg.ladder()).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
     rng = random.Random(cfg.seed)
