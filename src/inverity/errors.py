@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = [
-    "InverityError", "InputError", "CodecError", "UnsupportedInputError", "UnknownIdError", "ContainerError",
+    "InverityError", "InputError", "PixelLimitError", "CodecError", "UnsupportedInputError", "UnknownIdError", "ContainerError",
     "ModelError", "PolicyError", "MissingDependencyError",
 ]
 
@@ -13,6 +13,10 @@ class InverityError(Exception):
 
 class InputError(InverityError, ValueError):
     """An asset cannot be read: truncated, garbage, empty, too many pixels, unsupported."""
+
+
+class PixelLimitError(InputError):
+    """An image has more pixels than the caller allows (decompression-bomb guard; checked before decoding)."""
 
 
 class CodecError(InverityError):

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ._atomic import atomic_write_bytes
-from .errors import InputError, UnknownIdError, UnsupportedInputError
+from .errors import InputError, PixelLimitError, UnknownIdError, UnsupportedInputError
 from .formats import sniff
 
 __all__ = [
@@ -127,6 +127,10 @@ class _Refusal(Exception):
     """A deliberate, already well-worded refusal (too many pixels, animated, unsupported variant)."""
 
 
+class _PixelLimit(_Refusal):
+    """The header's width x height is over ``max_pixels`` (becomes :class:`PixelLimitError`)."""
+
+
 class _Truncated(Exception):
     """A header ended before the fields we need."""
 
@@ -171,7 +175,7 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
     if width <= 0 or height <= 0:
         raise _Refusal(f"invalid image size {width}x{height}")
     if max_pixels is not None and width * height > max_pixels:
-        raise _Refusal(
+        raise _PixelLimit(
             f"image has too many pixels ({width}x{height} = {width * height:,} > limit {max_pixels:,}); "
             "pass max_pixels to raise the limit"
         )
@@ -235,6 +239,8 @@ def load(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str 
             warnings.simplefilter("ignore")
             pixels, bit_depth, metadata = decoder(data, max_pixels)
             image = _finish(pixels, bit_depth, fmt, metadata)
+    except _PixelLimit as exc:
+        raise PixelLimitError(f"{label}: {exc}") from None
     except _Refusal as exc:
         raise InputError(f"{label}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - every library error becomes one InputError (the contract)

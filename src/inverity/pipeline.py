@@ -448,7 +448,7 @@ def _label(cand: Any) -> str:
 
 def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
-                 toolkit: Toolkit | None = None) -> Result:
+                 toolkit: Toolkit | None = None, media_types: Iterable[str] | None = None) -> Result:
     """Compress one asset under ``policy`` and write its output atomically under ``outdir``.
 
     Parameters
@@ -467,6 +467,10 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         The batch's description of this input (name, suffix rule); built from ``path``/``root`` if omitted.
     toolkit
         The modules to orchestrate (default: the real ones); tests pass fakes.
+    media_types
+        Only the routed candidates whose stage writes one of these media types (its capabilities' ``mime``)
+        are tried — same policy, floors and search, one output format (the server's per-format renditions);
+        a DICOM input stays DICOM only if ``application/dicom`` is among them.
 
     Returns
     -------
@@ -500,7 +504,8 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         "reasons": [], "status": "failed", "error": None, "elapsed_ms": None,
     }
     try:
-        return _compress_loaded(tk, data, asset, policy, outdir, record, t_start)
+        return _compress_loaded(tk, data, asset, policy, outdir, record, t_start,
+                                None if media_types is None else frozenset(media_types))
     except InverityError as exc:
         record["error"] = str(exc)
         record["elapsed_ms"] = _ms(t_start)
@@ -509,7 +514,7 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
 
 
 def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, outdir: Path,
-                     record: dict[str, Any], t_start: float) -> Result:
+                     record: dict[str, Any], t_start: float, media_types: frozenset[str] | None = None) -> Result:
     try:
         image = tk.load(data, name=asset.path)
     except InverityError:
@@ -541,6 +546,11 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     record["policy_resolved"] = _policy_name(concrete)
 
     candidates = list(tk.plan(profile, concrete, _routing_view(image)))
+    if media_types is not None:
+        from .stages.base import stage_class
+
+        candidates = [c for c in candidates if stage_class(c.codec_id).capabilities.mime in media_types]
+        record["reasons"].append(f"output restricted to {', '.join(sorted(media_types))}")
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
@@ -550,7 +560,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
         raise NoCandidatePassedError(f"{asset.path}: policy {record['policy_resolved']} allows no stage for this "
                                      f"image ({prof.get('kind')}, {image.colour}, {image.bit_depth}-bit){why}")
     dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
-                 and _family(tk, concrete) in DICOM_OUT_POLICIES)
+                 and _family(tk, concrete) in DICOM_OUT_POLICIES
+                 and (media_types is None or "application/dicom" in media_types))
     chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out)
     if chosen is None or chosen.payload is None:
         attempts = record["attempts"]

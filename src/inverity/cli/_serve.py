@@ -30,6 +30,15 @@ def serve_cmd(
     timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds per request (504 beyond)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                           help="Threads for compression work (default: CPU count)."),
+    public_reads: bool = typer.Option(
+        False, "--public-reads", help="GET/HEAD of an image needs no token (for <img src>); uploads, decision "
+                                      "records and the docs still do."),
+    url_secret: Optional[str] = typer.Option(
+        None, "--url-secret", envvar="INVERITY_URL_SECRET", show_envvar=True,
+        help="Key of the signed read URLs (?exp=&sig=); default: derived from the token."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1,
+                                         help="Seconds a client has to send a request's headers (slowloris guard)."),
+    keep_alive: int = typer.Option(5, "--keep-alive", min=1, help="Seconds an idle keep-alive connection stays open."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve upload -> compress and Accept-negotiated downloads over HTTP (needs the "server" extra)."""
@@ -45,6 +54,8 @@ def serve_cmd(
         typer.echo(f"inverity: note: listening on {host} over plain HTTP; put a TLS proxy in front of it",
                    err=True)
     cfg = ServerConfig(store=store, token=token, max_body=max_body, max_pixels=max_pixels, timeout=timeout,
-                       workers=workers)
+                       workers=workers, public_reads=public_reads,
+                       url_secret=url_secret.encode("utf-8") if url_secret else None,
+                       header_timeout=header_timeout, keep_alive=keep_alive)
     sys.stderr.flush()
     serve(cfg, host=host, port=port, log_level=log_level)

@@ -2,19 +2,29 @@
 
 A client's ``Accept`` header lists media ranges with optional weights::
 
-    Accept: image/avif,image/webp;q=0.9,image/*;q=0.8,*/*;q=0.5
+    Accept: image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8      (Chromium, <img>)
 
 Each offered media type gets the weight ``q`` of the *most specific* range that matches it (``type/subtype``
-beats ``type/*`` beats ``*/*``); ``q=0`` means "not acceptable". Some media types are only offered to clients
-that name them exactly — inverity's learned ``.inv`` stream (``application/x-inverity``) must never reach a
-browser through ``*/*``, because only inverity can decode it.
+beats ``type/*`` beats ``*/*``); ``q=0`` means "not acceptable", even where a wildcard would match.
+
+Two rules keep an image from arriving broken:
+
+* **Wildcards promise only universal formats.** ``image/*`` and ``*/*`` are sent by every browser, including
+  those that cannot decode AVIF, WebP, JPEG XL — let alone inverity's learned ``.inv`` stream. So a wildcard
+  reaches only :data:`UNIVERSAL` (JPEG, PNG, GIF); every other type needs its exact ``type/subtype`` with
+  ``q > 0``. A missing ``Accept`` means ``*/*`` (RFC 9110: "any media type"), hence also universal formats only.
+* **q-values decide before size.** The server serves the smallest verified rendition among the types of the
+  *highest* weight that has one (:func:`preference_groups`), so ``image/jpeg, image/avif;q=0.01`` gets JPEG.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Iterable
+from typing import Collection, Iterable, Mapping
 
-__all__ = ["MediaRange", "parse_accept", "quality_of", "acceptable"]
+__all__ = ["MediaRange", "parse_accept", "quality_of", "acceptable", "preference_groups", "UNIVERSAL"]
+
+#: media types every image-capable client decodes: the only ones a wildcard (``image/*``, ``*/*``) may reach
+UNIVERSAL: frozenset[str] = frozenset({"image/jpeg", "image/png", "image/gif"})
 
 
 @dataclass(frozen=True)
@@ -72,53 +82,62 @@ MediaRange(type='text', subtype='html', q=1.0)]
 def quality_of(media_type: str, ranges: Iterable[MediaRange], *, wildcards: bool = True) -> float:
     """The weight the client gives ``media_type``: that of the most specific matching range (0 if none).
 
-    With ``wildcards=False`` only an exact ``type/subtype`` entry counts.
+    With ``wildcards=False`` a wildcard never gives a weight — but the most specific range still decides, so
+    ``image/avif;q=0`` excludes AVIF whatever else the header says.
 
     Examples
     --------
     >>> r = parse_accept("image/*;q=0.8, image/webp;q=0.2, */*;q=0.1")
-    >>> quality_of("image/webp", r), quality_of("image/avif", r), quality_of("application/x-inverity", r)
-    (0.2, 0.8, 0.1)
-    >>> quality_of("application/x-inverity", r, wildcards=False)
-    0.0
+    >>> quality_of("image/webp", r), quality_of("image/avif", r), quality_of("image/avif", r, wildcards=False)
+    (0.2, 0.8, 0.0)
     """
     best: MediaRange | None = None
     for r in ranges:
-        if not r.matches(media_type) or (not wildcards and r.specificity < 2):
-            continue
-        if best is None or r.specificity > best.specificity:
+        if r.matches(media_type) and (best is None or r.specificity > best.specificity):
             best = r
-    return 0.0 if best is None else best.q
+    if best is None or (not wildcards and best.specificity < 2):
+        return 0.0
+    return best.q
 
 
 def acceptable(offered: Iterable[str], header: str | None, *,
-               explicit_only: Collection[str] = ()) -> dict[str, float]:
+               universal: Collection[str] = UNIVERSAL) -> dict[str, float]:
     """The offered media types the client accepts (``q > 0``), with their weights, in offered order.
 
-    A missing or empty ``Accept`` header accepts everything (RFC 9110) — except the ``explicit_only`` types,
-    which need an exact entry in the header.
+    Only ``universal`` types may be reached through a wildcard; the others need their exact entry. A missing
+    or empty header is ``*/*``.
 
     Examples
     --------
-    >>> offered = ["image/avif", "image/webp", "image/jpeg", "application/x-inverity"]
-    >>> acceptable(offered, "image/webp,image/*;q=0.8", explicit_only={"application/x-inverity"})
-    {'image/avif': 0.8, 'image/webp': 1.0, 'image/jpeg': 0.8}
-    >>> acceptable(offered, "*/*", explicit_only={"application/x-inverity"})
-    {'image/avif': 1.0, 'image/webp': 1.0, 'image/jpeg': 1.0}
-    >>> acceptable(offered, "application/x-inverity", explicit_only={"application/x-inverity"})
-    {'application/x-inverity': 1.0}
-    >>> acceptable(offered, "image/avif;q=0, image/*", explicit_only={"application/x-inverity"})
-    {'image/webp': 1.0, 'image/jpeg': 1.0}
+    >>> offered = ["image/avif", "image/jxl", "image/webp", "image/jpeg", "image/png", "application/x-inverity"]
+    >>> chromium = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+    >>> acceptable(offered, chromium)
+    {'image/avif': 1.0, 'image/webp': 1.0, 'image/jpeg': 1.0, 'image/png': 1.0}
+    >>> acceptable(offered, "*/*"), acceptable(offered, None)
+    ({'image/jpeg': 1.0, 'image/png': 1.0}, {'image/jpeg': 1.0, 'image/png': 1.0})
+    >>> acceptable(offered, "application/x-inverity;q=0.5, image/png;q=0, */*")
+    {'image/jpeg': 1.0, 'application/x-inverity': 0.5}
     """
-    ranges = parse_accept(header)
-    explicit = {m.lower() for m in explicit_only}
+    ranges = parse_accept(header) or [MediaRange("*", "*")]
+    wild = {m.lower() for m in universal}
     out: dict[str, float] = {}
     for mt in offered:
-        exact_only = mt.lower() in explicit
-        if not ranges:
-            q = 0.0 if exact_only else 1.0
-        else:
-            q = quality_of(mt, ranges, wildcards=not exact_only)
+        q = quality_of(mt, ranges, wildcards=mt.lower() in wild)
         if q > 0:
             out[mt] = q
     return out
+
+
+def preference_groups(weights: Mapping[str, float]) -> list[list[str]]:
+    """The accepted types grouped by weight, highest first (order within a group kept): the server tries each
+    group in turn and serves the smallest verified rendition of the first group that has one.
+
+    Examples
+    --------
+    >>> preference_groups({"image/jpeg": 1.0, "image/avif": 0.01, "image/png": 1.0})
+    [['image/jpeg', 'image/png'], ['image/avif']]
+    >>> preference_groups({})
+    []
+    """
+    levels = sorted(set(weights.values()), reverse=True)
+    return [[mt for mt, q in weights.items() if q == level] for level in levels]

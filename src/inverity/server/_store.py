@@ -18,15 +18,13 @@ sure one id (and one rendition of one id) is worked on by a single thread at a t
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import re
 import threading
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .._atomic import atomic_write_text
 from ..errors import InputError
@@ -85,47 +83,6 @@ def media_type_of_stage(codec_id: str) -> str | None:
         return str(stage_class(codec_id).capabilities.mime)
     except Exception:  # noqa: BLE001 - an unregistered id simply has no media type
         return None
-
-
-class _PlanFor:
-    """``route.plan`` restricted to the stages whose output is one media type (a rendition's plan).
-
-    Filtering the routed plan — rather than building candidates here — keeps every routing rule in one place:
-    the policy still decides which stages, options and floors apply to this image (a learned candidate only
-    appears where the policy and the out-of-distribution gate allow it), and the pipeline's quality search
-    does the rest.
-    """
-
-    def __init__(self, plan: Callable[..., list[Any]], media_type: str) -> None:
-        self.plan, self.media_type = plan, media_type
-
-    def __call__(self, profile: Any, policy: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        return [c for c in self.plan(profile, policy, *args, **kwargs)
-                if media_type_of_stage(c.codec_id) == self.media_type]
-
-
-class _PlanRecorder:
-    """``route.plan`` unchanged, remembering the plan the pipeline got (which formats this asset can have)."""
-
-    def __init__(self, plan: Callable[..., list[Any]]) -> None:
-        self.plan = plan
-        self.candidates: list[Any] = []
-
-    def __call__(self, profile: Any, policy: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        self.candidates = list(self.plan(profile, policy, *args, **kwargs))
-        return self.candidates
-
-
-class _Preloaded:
-    """A ``load`` that returns an already-decoded image for its own bytes (saves decoding an upload twice)."""
-
-    def __init__(self, image: Any, sha256: str, load: Callable[..., Any]) -> None:
-        self.image, self.sha256, self.load = image, sha256, load
-
-    def __call__(self, data: bytes, *, name: str | None = None) -> Any:
-        if hashlib.sha256(data).hexdigest() == self.sha256:
-            return self.image
-        return self.load(data, name=name)
 
 
 #: how a stored original is named in a pipeline message (shown to clients as ``asset <id>``)
@@ -197,14 +154,11 @@ class Store:
             self._toolkit = Toolkit.default()
         return self._toolkit
 
-    def _load(self) -> Callable[..., Any]:
+    def load_upload(self, data: bytes, name: str) -> Any:
+        """Decode an upload with the pixel limit (``PixelLimitError`` over it, ``InputError`` if undecodable)."""
         from ..image import load
 
-        return partial(load, max_pixels=self.max_pixels)
-
-    def load_upload(self, data: bytes, name: str) -> Any:
-        """Decode an upload with the pixel limit (raises ``InputError`` with the loader's one-line message)."""
-        return self._load()(data, name=name)
+        return load(data, max_pixels=self.max_pixels, name=name)
 
     # -- paths ------------------------------------------------------------------------------------------------
     def original_path(self, aid: str, fmt: str) -> Path:
@@ -273,18 +227,17 @@ class Store:
         if existing is not None:
             return existing, False
         label = filename or "<request body>"
-        image = self.load_upload(data, label)   # refuse bombs and garbage before anything touches the disk
+        # refuse bombs and garbage before anything touches the disk (the pipeline then reads the stored original)
+        self.load_upload(data, label)
         orig = self.original_path(aid, fmt)
         if not orig.is_file():
             from .._atomic import atomic_write_bytes
 
             atomic_write_bytes(orig, data)
         sha = hashlib.sha256(data).hexdigest()
-        recorder = _PlanRecorder(self.toolkit.plan)
-        tk = dataclasses.replace(self.toolkit, load=_Preloaded(image, sha, self._load()), plan=recorder)
-        asset = Asset(str(orig), str(orig.parent), aid)
         try:
-            res = compress_one(orig, policy, outdir=self.root / "outputs", asset=asset, toolkit=tk)
+            res = compress_one(orig, policy, outdir=self.root / "outputs",
+                               asset=Asset(str(orig), str(orig.parent), aid), toolkit=self.toolkit)
         except Exception as exc:
             # keep nothing of a failed upload but its catalog row (the attempts and why): a retry starts afresh
             orig.unlink(missing_ok=True)
@@ -295,45 +248,16 @@ class Store:
                 self.catalog_put(record)
                 exc.record = _public(record, self.root)  # type: ignore[attr-defined]
             raise
-        cands = recorder.candidates
-        # the formats this asset can be served in: those its policy's plan has a stage for
-        record = dict(res.record, id=aid, filename=filename, media_types=[
-            mt for mt in MEDIA_TYPES if any(media_type_of_stage(c.codec_id) == mt for c in cands)])
+        record = dict(res.record, id=aid, filename=filename)
+        record["media_types"] = self.offered(record)
         self.catalog_put(record)
-        self._seed_renditions(aid, record, cands)
+        # the upload's output is a verified rendition in its own format (unless it is DICOM): GET need not redo it
+        out = Path(record["output"])
+        mt = media_type_of_stage(str(record.get("stage"))) or ""
+        key = MEDIA_TYPES.get(mt)
+        if key is not None and out.suffix != ".dcm" and self.read_rendition(aid, key) is None:
+            self._write_meta(aid, key, self._done_meta(mt, key, out, _public(record, self.root)))
         return _public(record, self.root), True
-
-    def _seed_renditions(self, aid: str, record: dict[str, Any], cands: list[Any]) -> None:
-        """What the upload already settled, so GET need not redo it.
-
-        The upload's output is a verified rendition in its own format. And the pipeline tried the plan's
-        candidates in order up to the chosen one, so a format whose candidates all came *before* it failed
-        verification — a rendition restricted to that format (same plan, same floors, same deterministic
-        search) would fail the same way: it is recorded as unavailable, with the upload's reasons.
-        """
-        chosen = next((i for i, c in enumerate(cands) if c.codec_id == record.get("stage")
-                       and dict(c.options or {}) == dict(record.get("options") or {})), None)
-        if chosen is None:
-            chosen = next((i for i, c in enumerate(cands) if c.codec_id == record.get("stage")), None)
-        mt = media_type_of_stage(str(record.get("stage")))
-        key = MEDIA_TYPES.get(mt or "")
-        if key is not None and record.get("container") != "dicom" and self.read_rendition(aid, key) is None:
-            out = Path(record["output"])
-            self._write_meta(aid, key, self._done_meta(mt or "", key, out, _public(record, self.root)))
-        if chosen is None:
-            return
-        for mtype, k in MEDIA_TYPES.items():
-            idx = [i for i, c in enumerate(cands) if media_type_of_stage(c.codec_id) == mtype]
-            if not idx or max(idx) >= chosen or self.read_rendition(aid, k) is not None:
-                continue
-            stages = list(dict.fromkeys(cands[i].codec_id for i in idx))
-            last: dict[str, Any] = next(
-                (a for a in reversed(record.get("attempts") or []) if a.get("stage") in stages), {})
-            why = "; ".join(last.get("reasons") or []) or "failed"
-            self._write_meta(aid, k, {
-                "media_type": mtype, "key": k, "status": "unavailable",
-                "error": f"asset {aid}: no {mtype} stage passed verification under policy "
-                         f"{record.get('policy_resolved')} at upload (tried {', '.join(stages)}; last: {why})"})
 
     # -- renditions -------------------------------------------------------------------------------------------
     def _meta_path(self, aid: str, key: str) -> Path:
@@ -385,13 +309,10 @@ class Store:
             return cached
         orig = self._find_original(aid)
         policy = record.get("policy_resolved") or record.get("policy") or "delivery"
-        # no DICOM re-wrap: a rendition is a plain file in the negotiated format
-        tk = dataclasses.replace(self.toolkit, load=self._load(), plan=_PlanFor(self.toolkit.plan, media_type),
-                                 dicom_bytes=None)
         outdir = self.rendition_dir(aid)
         try:
             res = compress_one(orig, policy, outdir=outdir, asset=Asset(str(orig), str(orig.parent), key),
-                               toolkit=tk)
+                               toolkit=self.toolkit, media_types=[media_type])
         except NoCandidatePassedError as exc:
             rec = getattr(exc, "record", None) or {}
             meta = {"media_type": media_type, "key": key, "status": "unavailable",
