@@ -663,3 +663,28 @@ def test_signed_urls_grant_one_read_until_they_expire(anon: Any, client: Any, as
     head = anon.head(past)
     assert head.status_code == 403 and head.content == b""
     _error(client.get(f"/v1/assets/{astronaut_id}/url", params={"ttl": 10 ** 9}), 422)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the pipeline argument renditions use (instead of swapping the pipeline's plan)
+# --------------------------------------------------------------------------------------------------------------
+def test_compress_one_media_types_restricts_the_output_format(tmp_path: Path) -> None:
+    from pathlib import Path as _P
+
+    import pydicom.data
+
+    from inverity.pipeline import NoCandidatePassedError, compress_one
+
+    src = tmp_path / "a.png"
+    src.write_bytes(_crop_png("astronaut", 100, 180, size=64))
+    res = compress_one(src, "delivery", outdir=tmp_path / "o", media_types=["image/jpeg"])
+    assert res.output.endswith(".jpg") and {a["stage"] for a in res.record["attempts"]} == {"jpeg"}
+    with pytest.raises(NoCandidatePassedError, match="allows no stage"):
+        compress_one(src, "archive", outdir=tmp_path / "o2", media_types=["image/avif"])
+    # a DICOM input stays DICOM under diagnostic unless the caller asked for another media type
+    ct = _P(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
+    assert compress_one(ct, "diagnostic", outdir=tmp_path / "d1").output.endswith(".dcm")
+    jls = compress_one(ct, "diagnostic", outdir=tmp_path / "d2", media_types=["image/jls"])
+    assert jls.output.endswith(".jls") and jls.record["stage"] == "jpegls"
+    kept = compress_one(ct, "diagnostic", outdir=tmp_path / "d3", media_types=["image/jls", "application/dicom"])
+    assert kept.output.endswith(".dcm")
