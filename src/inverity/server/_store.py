@@ -13,8 +13,9 @@ same asset: everything written is a pure function of (bytes, policy), every writ
 (``inverity._atomic``), and an output is renamed into place *before* its catalog row or JSON record is written —
 a crash leaves at worst an output without a record, which the next request simply redoes.
 
-This module is synchronous and thread-safe; :mod:`inverity.server._app` calls it from worker threads and makes
-sure one id (and one rendition of one id) is worked on by a single thread at a time.
+This module is synchronous and thread-safe; :mod:`inverity.server.routes.assets` calls it from worker threads and
+makes sure one id (and one rendition of one id) is worked on by a single thread at a time. It uses the pipeline
+through its public call only: ``compress_one(..., media_types=[...])`` for a rendition in one format.
 """
 from __future__ import annotations
 
