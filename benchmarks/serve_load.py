@@ -11,7 +11,8 @@ token) and stops at the end — it never talks to any other address:
 1. uploads ``--images`` crops (``--size`` square) of scikit-image sample photos, timing each upload (the routed
    compression with its quality search and verification);
 2. times the *first* request of each negotiated format per image, which creates and verifies that rendition
-   (first image: ``*/*`` first, which makes every format in one request; the others: ``image/avif``,
+   (first image: ``*/*`` first, which makes the universal formats (JPEG, PNG) in one request — wildcards never
+   reach AVIF, WebP or JPEG XL; then, as for the others: ``image/avif``,
    ``image/webp``, ``image/jpeg``, ``image/jxl``, then ``*/*``). The rendition in the upload's own format
    (AVIF for photos under ``delivery``) already exists, so its first request is a cache hit;
 3. fires ``--requests`` GETs (``--concurrency`` in flight, httpx async, Accept headers rotating over the

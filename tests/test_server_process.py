@@ -119,3 +119,17 @@ def test_a_complete_slow_request_is_not_cut_off_after_its_head(server: str) -> N
         time.sleep(HEADER_TIMEOUT + 0.5)      # read the answer late: it was sent, the connection idles on keep-alive
         sock.settimeout(2)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_an_oversized_request_head_is_refused(server: str) -> None:
+    from inverity.server._serve import MAX_HEAD_BYTES
+
+    # h11 bounds the bytes it buffers while a head is incomplete (a head that arrives whole in one read is parsed)
+    with socket.create_connection(_address(server), timeout=5) as sock:
+        big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1024)
+        try:
+            sock.sendall(big)
+        except OSError:
+            return                              # closed while we were still sending: refused
+        sock.settimeout(HEADER_TIMEOUT / 2)          # answered at once, not by the head timeout closing it later
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400")
