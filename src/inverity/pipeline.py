@@ -59,9 +59,16 @@ _FORMAT_EXT: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "jpegls": ".jls", 
                                "inv": ".inv"}
 #: formats the walker treats as images (by content); everything else in a walked directory is skipped with a note
 _IMAGE_FORMATS: frozenset[str] = frozenset(_FORMAT_EXT) - {"inv"} | {"gif", "bmp"}
-#: default quality-search bounds when neither the candidate nor the stage declares them
-_LEARNED_RANGE = (1, 6)
+#: default quality-search bounds when neither the candidate nor the stage declares them (learned: from the zoo)
 _CLASSICAL_RANGE = (1, 100)
+
+
+def _learned_range() -> tuple[int, int]:
+    """1..K of the zoo's default model: K is its number of λ (rate points) in the registry, never hard-coded."""
+    from .stages.learned import zoo
+
+    q = zoo.model_info().qualities
+    return int(q[0]), int(q[-1])
 
 
 class NoCandidatePassedError(CodecError):
@@ -245,7 +252,7 @@ def _quality_bounds(stage: Any, cand: Any) -> tuple[int, int]:
         qs = getattr(stage, "qualities", None)
         if qs:
             return int(min(qs)), int(max(qs))
-        return _LEARNED_RANGE
+        return _learned_range()
     return _CLASSICAL_RANGE
 
 
