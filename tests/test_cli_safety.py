@@ -342,3 +342,22 @@ def test_an_unusable_catalog_is_named_with_its_cause(fake_toolkit: None, tmp_pat
     assert main(["compress", str(x), "-o", str(tmp_path / "o"), "--catalog", str(junk)]) == 2
     line = _one_error(capsys)
     assert str(junk) in line and "not an inverity catalog" in line and "OperationalError" not in line
+
+
+# -- issue 13: train says what its numbers are and where the checkpoint went ----------------------------------------
+def test_train_labels_its_numbers_and_prints_the_checkpoint(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from skimage import data as skd
+
+    tdir = tmp_path / "train"
+    tdir.mkdir()
+    for i, name in enumerate(("astronaut", "chelsea")):
+        (tdir / f"{i}.png").write_bytes(imagecodecs.png_encode(np.ascontiguousarray(getattr(skd, name)()[:64, :64, :3])))
+    ckpt = tmp_path / "c.pt"
+    rc = main(["train", str(tdir), "--val-dir", str(tdir), "--ckpt", str(ckpt), "--steps", "100", "--batch", "1",
+               "--crop", "64", "--N", "8", "--M", "8", "--warmup", "1", "--val-every", "100", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "step 100: loss " in out and " bpp, mse " in out and "s/step" in out
+    assert "val step 100 (quality: rate bpp / PSNR dB): q1: " in out and " dB" in out
+    assert f"checkpoint saved: {ckpt.resolve()} (step 100)" in out
