@@ -151,6 +151,7 @@ class Catalog:
         ``-wal``/``-shm`` file stays beside the outputs (best effort: a reader still open keeps them)."""
         if not self.readonly:
             try:
+                self._db.execute("PRAGMA busy_timeout=0")    # a reader still open: give up at once, not in 5 s
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._db.execute("PRAGMA journal_mode=DELETE")
             except sqlite3.Error:
