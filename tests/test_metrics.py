@@ -235,3 +235,36 @@ def test_metrics_judge_narrow_content_on_its_window() -> None:
     assert M.psnr(a8, b8, window="auto") == M.psnr(a8, b8)
     with pytest.raises(ValueError, match="window"):
         M.psnr(ct, blurred, window="wide")
+
+
+_IDENTITY_CHILD = """
+import numpy as np
+from inverity.metrics import ssimulacra2
+rng = np.random.default_rng(3)
+rgb = (rng.random((203, 301, 3)) * 255).astype(np.uint8)
+rgba = (rng.random((64, 90, 4)) * 255).astype(np.uint8)
+g16 = (rng.random((77, 65)) * 65535).astype(np.uint16)
+print(ssimulacra2(rgb, rgb.copy()), ssimulacra2(rgb, rgb, exact=True), ssimulacra2(rgba, rgba.copy()),
+      ssimulacra2(g16, g16.copy()), ssimulacra2(rgb, rgb, boundary="libjxl"))
+"""
+
+
+@pytest.mark.parametrize("coretype", ["", "Haswell"])
+def test_ssimulacra2_identity_is_exactly_100_on_every_blas_kernel(coretype: str) -> None:
+    """Identical inputs give error maps of exactly 0 whatever BLAS kernel blurs them (OpenBLAS's Haswell kernels
+    rounded the same row differently at different places in one product: 99.6 instead of 100)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_CORETYPE=coretype)
+    out = subprocess.run([sys.executable, "-c", _IDENTITY_CHILD], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [float(v) for v in out] == [100.0] * 5
+
+
+def test_ssimulacra2_is_floored_at_0_unusable(photo: np.ndarray) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, photo.shape, dtype=np.uint8)
+    inverted = (255 - photo).astype(np.uint8)
+    assert M.S2_FLOOR == 0.0
+    assert M.ssimulacra2(photo, noise) == 0.0 and M.ssimulacra2(photo, inverted) >= 0.0

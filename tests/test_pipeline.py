@@ -360,7 +360,7 @@ def test_output_never_overwrites_its_input(tmp_path: Path) -> None:
     src = tmp_path / "p.png"
     src.write_bytes(imagecodecs.png_encode(_photo()))
     before = src.read_bytes()
-    with pytest.raises(InputError, match="overwrite the input"):
+    with pytest.raises(InputError, match="refusing to write over an input"):
         compress_one(src, "archive", outdir=tmp_path, toolkit=FAKE)
     assert src.read_bytes() == before
 
@@ -506,3 +506,21 @@ def test_real_toml_policy_resumes_and_a_changed_file_redoes(demo_small: Path, tm
     assert compress([src], tmp_path / "o", policy=str(pol), jobs=1)[0]["status"] == "skipped"
     pol.write_text('extends = "archive"\ndescription = "test, edited"\n')
     assert compress([src], tmp_path / "o", policy=str(pol), jobs=1)[0]["status"] == "done"
+
+
+def test_learned_search_range_comes_from_the_zoo_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1..K with K = the model's number of lambdas in the registry (7 today, 9 soon), never a constant."""
+    import dataclasses
+
+    from inverity import pipeline
+    from inverity.stages.learned import zoo
+
+    class LearnedNoQualities:
+        codec_id = "fake-learned"
+        capabilities = Capabilities(lossless=False, learned=True, extensions=(".inv",))
+
+    k = len(zoo.model_info().lambdas)
+    assert pipeline._quality_bounds(LearnedNoQualities(), FakeCandidate("fake-learned")) == (1, k)
+    nine = dataclasses.replace(zoo.model_info(), lambdas=tuple(0.001 * (i + 1) for i in range(9)))
+    monkeypatch.setattr(zoo, "model_info", lambda name=None, wdir=None: nine)
+    assert pipeline._quality_bounds(LearnedNoQualities(), FakeCandidate("fake-learned")) == (1, 9)

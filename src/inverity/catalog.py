@@ -5,6 +5,12 @@ the bytes that were compressed, whether it is ``done`` or ``failed``, the output
 directory, so the whole output folder can be moved), the stage, quality, byte count and the full decision record
 as JSON.
 
+No absolute path is stored: a record's ``output``, ``input_path`` and ``root`` are kept relative to the catalog's
+directory (``../in/a.png``) and given back re-anchored (absolute) when read, so the catalog and the folders beside
+it can move together. On close the writer checkpoints the write-ahead log and leaves rollback-journal mode, so no
+``-wal``/``-shm`` files stay beside the deliverables. A catalog that cannot be opened or written raises a
+:class:`CatalogError` naming the file and the cause in words (never a bare ``disk I/O error``).
+
 Crash safety comes from ordering, not from transactions spanning files: the pipeline renames an output into place
 *before* its row is written, so a crash leaves at worst an output without a row, which the next run redoes
 (overwriting it atomically). A row therefore never points at a partial file. Only one process (the parent of a
@@ -24,6 +30,7 @@ Examples
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -31,7 +38,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["Catalog", "CATALOG_NAME", "SCHEMA_VERSION", "find_catalog"]
+from .errors import InverityError
+
+__all__ = ["Catalog", "CatalogError", "CATALOG_NAME", "SCHEMA_VERSION", "find_catalog", "catalog_files"]
 
 #: file name of the catalog inside an output directory
 CATALOG_NAME = "inverity.sqlite"
@@ -55,6 +64,43 @@ CREATE TABLE IF NOT EXISTS assets (
 CREATE INDEX IF NOT EXISTS assets_output ON assets(output);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 """
+#: record keys holding a path, stored relative to the catalog's directory
+_PATH_KEYS = ("output", "input_path", "root")
+#: SQLite's side files of a database (journal, write-ahead log, shared memory)
+_SIDE_SUFFIXES = ("-journal", "-wal", "-shm")
+
+
+class CatalogError(InverityError):
+    """The catalog cannot be opened, read or written; the message names the file and the cause."""
+
+
+def catalog_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The database file and the side files SQLite may keep beside it (so a walker never takes them as inputs)."""
+    p = Path(path)
+    return [p] + [p.with_name(p.name + s) for s in _SIDE_SUFFIXES]
+
+
+def _cause(path: Path, exc: sqlite3.Error) -> str:
+    """SQLite's terse message, with the likely cause in words where the file system can tell it."""
+    msg = str(exc) or type(exc).__name__
+    if path.is_dir():
+        return "it is a directory, not a catalog file"
+    for d in [path.parent, *path.parent.parents]:
+        if d.exists():
+            if not d.is_dir():
+                return f"{d} is a file, not a directory"
+            if not os.access(d, os.W_OK | os.X_OK) and not path.exists():
+                return f"permission denied: cannot create files in {d}"
+            break
+    if path.exists() and not os.access(path, os.R_OK):
+        return "permission denied: cannot read it"
+    if "disk i/o" in msg.lower():
+        return "disk I/O error (the disk may be full, read-only or failing)"
+    if "readonly" in msg.lower() or "read-only" in msg.lower():
+        return "it is read-only (permission denied or a read-only file system)"
+    if "not a database" in msg.lower():
+        return "it is not an inverity catalog (not an SQLite database)"
+    return msg
 
 
 class Catalog:
@@ -76,22 +122,40 @@ class Catalog:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.root = self.path.parent
-        if readonly:
-            if not self.path.is_file():
-                raise FileNotFoundError(f"no catalog at {self.path}")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across application crashes in WAL mode; only an OS crash could drop the last rows,
-            # and those outputs are simply redone.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise FileNotFoundError(errno.ENOENT, "no catalog there", str(self.path))
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self._db.execute("SELECT COUNT(*) FROM assets").fetchone()   # fail here, not on first use
+            else:
+                try:
+                    self.root.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CatalogError(f"{self.path}: cannot create the catalog: "
+                                       f"{_cause(self.path, sqlite3.Error(exc.strerror))}") from None
+                self._db = sqlite3.connect(self.path)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable across application crashes in WAL mode; only an OS crash could drop the last
+                # rows, and those outputs are simply redone.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{self.path}: cannot open the catalog: {_cause(self.path, exc)}") from None
         self._db.row_factory = sqlite3.Row
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
+        """Close; the writer first folds the write-ahead log into the database and leaves WAL mode, so no
+        ``-wal``/``-shm`` file stays beside the outputs (best effort: a reader still open keeps them)."""
+        if not self.readonly:
+            try:
+                self._db.execute("PRAGMA busy_timeout=0")    # a reader still open: give up at once, not in 5 s
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:
+                pass
         self._db.close()
 
     def __enter__(self) -> "Catalog":
@@ -107,7 +171,7 @@ class Catalog:
             if row is None:
                 self._db.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: catalog schema {row[0]} is newer than this inverity "
+                raise CatalogError(f"{self.path}: catalog schema {row[0]} is newer than this inverity "
                                    f"understands ({SCHEMA_VERSION}); upgrade inverity")
 
     @property
@@ -116,14 +180,29 @@ class Catalog:
 
     # -- paths ------------------------------------------------------------------------------------------------
     def _rel(self, output: str | os.PathLike[str] | None) -> str | None:
-        """An output path as stored: relative to the catalog's directory when inside it."""
+        """A path as stored: relative to the catalog's directory (``../`` allowed, so never absolute)."""
         if output is None:
             return None
         p = Path(output)
         try:
-            return p.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
+            return Path(os.path.relpath(p.resolve(), self.root.resolve())).as_posix()
+        except ValueError:  # another drive (Windows): no relative path exists
             return p.as_posix()
+
+    def _stored(self, record: dict[str, Any]) -> dict[str, Any]:
+        rec = dict(record)
+        for k in _PATH_KEYS:
+            if isinstance(rec.get(k), str) and rec[k]:
+                rec[k] = self._rel(rec[k])
+        return rec
+
+    def _anchored(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A stored record with its paths made absolute again (relative to where the catalog is now)."""
+        for k in _PATH_KEYS:
+            v = record.get(k)
+            if isinstance(v, str) and v and not Path(v).is_absolute():
+                record[k] = os.path.normpath(self.root.resolve() / v)
+        return record
 
     # -- writing ----------------------------------------------------------------------------------------------
     def put(self, record: dict[str, Any]) -> None:
@@ -137,8 +216,15 @@ class Catalog:
             record.get("policy_id") or record.get("policy"),       # the policy as requested, for resume
             self._rel(record.get("output")) if status == "done" else None,
             record.get("stage"), record.get("quality"), record.get("bytes"), record.get("error"),
-            json.dumps(record, sort_keys=True), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            json.dumps(self._stored(record), sort_keys=True), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
+        try:
+            self._put(row)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{self.path}: cannot write the row of {record['input']}: "
+                               f"{_cause(self.path, exc)}") from None
+
+    def _put(self, row: tuple[Any, ...]) -> None:
         with self._db:
             self._db.execute(
                 "INSERT INTO assets(input, input_sha256, status, policy, output, stage, quality, bytes, error,"
@@ -155,7 +241,7 @@ class Catalog:
         if r is None:
             return None
         d = dict(r)
-        d["record"] = json.loads(d["record"])
+        d["record"] = self._anchored(json.loads(d["record"]))
         return d
 
     def get(self, input_rel: str) -> dict[str, Any] | None:
@@ -174,7 +260,8 @@ class Catalog:
 
     def records(self) -> list[dict[str, Any]]:
         """Every decision record, ordered by input path."""
-        return [json.loads(r[0]) for r in self._db.execute("SELECT record FROM assets ORDER BY input")]
+        return [self._anchored(json.loads(r[0]))
+                for r in self._db.execute("SELECT record FROM assets ORDER BY input")]
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for r in self._db.execute("SELECT * FROM assets ORDER BY input"):
@@ -186,7 +273,21 @@ class Catalog:
         """The decision record of the asset whose output is ``output_path`` (any path to the file), or ``None``."""
         rel = self._rel(output_path)
         r = self._db.execute("SELECT record FROM assets WHERE output = ?", (rel,)).fetchone()
-        return None if r is None else json.loads(r[0])
+        return None if r is None else self._anchored(json.loads(r[0]))
+
+    def lookup_sha256(self, sha256: str) -> dict[str, Any] | None:
+        """The record whose output had these exact bytes (``output_sha256``): finds an output that was moved or
+        renamed. The newest such row wins."""
+        r = self._db.execute("SELECT record FROM assets WHERE status = 'done' AND "
+                             "json_extract(record, '$.output_sha256') = ? ORDER BY created_at DESC",
+                             (sha256,)).fetchone()
+        return None if r is None else self._anchored(json.loads(r[0]))
+
+    def outputs(self) -> set[Path]:
+        """The resolved paths of every output the catalog knows (the walker never takes them as inputs)."""
+        root = self.root.resolve()
+        return {Path(os.path.normpath(root / r[0]))
+                for r in self._db.execute("SELECT output FROM assets WHERE output IS NOT NULL")}
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM assets").fetchone()[0])

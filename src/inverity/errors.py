@@ -1,9 +1,11 @@
 """The exceptions inverity raises. Every user-facing failure is an ``InverityError`` whose ``str`` is one line."""
 from __future__ import annotations
 
+import os
+
 __all__ = [
-    "InverityError", "InputError", "PixelLimitError", "CodecError", "UnsupportedInputError", "UnknownIdError", "ContainerError",
-    "ModelError", "PolicyError", "MissingDependencyError",
+    "InverityError", "InputError", "PixelLimitError", "CodecError", "UnsupportedInputError", "UnknownIdError",
+    "ContainerError", "ModelError", "PolicyError", "MissingDependencyError", "error_line", "safe_text",
 ]
 
 
@@ -55,3 +57,40 @@ class MissingDependencyError(InverityError, ImportError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(f"{package} is not installed; install it with: pip install 'inverity[{extra}]'")
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line an error prints: an ``InverityError``'s own message; an ``OSError`` as the file and the cause in
+    words (``/x/y: permission denied``); anything else prefixed with its type.
+
+    Examples
+    --------
+    >>> error_line(PermissionError(13, "Permission denied", "/x/y"))
+    '/x/y: permission denied'
+    >>> error_line(ValueError("bad\\nsecond line"))
+    'ValueError: bad'
+    """
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, InverityError):
+        line = msg
+    elif isinstance(exc, OSError) and exc.strerror:
+        cause = exc.strerror[:1].lower() + exc.strerror[1:]
+        line = f"{os.fsdecode(exc.filename)}: {cause}" if exc.filename is not None else cause
+    elif isinstance(exc, OSError):
+        line = msg
+    else:
+        line = f"{type(exc).__name__}: {msg}"
+    return safe_text(line)
+
+
+def safe_text(text: str) -> str:
+    """``text`` printable and storable as UTF-8: a file name's undecodable bytes (surrogate escapes) become
+    ``\\udcXX`` instead of an ``UnicodeEncodeError`` far from the cause.
+
+    Examples
+    --------
+    >>> safe_text("caf\\udce9.png")
+    'caf\\\\udce9.png'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -38,7 +38,7 @@ from .errors import InputError
 from .image import Image
 
 __all__ = [
-    "psnr", "mse", "max_abs_error", "ms_ssim", "ssimulacra2",
+    "psnr", "mse", "max_abs_error", "ms_ssim", "ssimulacra2", "S2_FLOOR",
     "ContentWindow", "content_window", "WINDOW_PERCENTILES", "WINDOW_MAX_SHARE", "WINDOW_MIN_SHARE",
     "as_float", "luma", "tile_psnr_map", "local_error_maps", "local_snr_map", "band_retention", "DEFAULT_BANDS",
     "gaussian_blur",
@@ -569,30 +569,35 @@ def _s2_scale(x1: np.ndarray, x2: np.ndarray, scale: int, mirror_rows: bool, exa
         return out
     _, h, w = x1.shape
     n = h * w
-    planes: list[Any] = [x1[c] for c in mu_ch] + [x2[c] for c in mu_ch]
+    # Blur x1 and the *differences* (x2 - x1, (x1 - x2)²), never x2 on its own: BLAS kernels (OpenBLAS's Haswell
+    # ones, for instance) may round the same row differently at different places in one product, so blur(x1) and
+    # blur(x2) of identical planes could differ in the last bit and identical images score 99.6. Blurring a zero
+    # plane gives exact zeros on every kernel, so identical inputs give error maps of exactly 0 (score 100).
+    # mu2 = mu1 + blur(x2 - x1) and s11 + s22 - 2 s12 = blur((x1 - x2)²) hold exactly in real arithmetic.
+    planes: list[Any] = [x1[c] for c in mu_ch] + [lambda o, c=c: np.subtract(x2[c], x1[c], out=o) for c in mu_ch]
     for c in ss_ch:
-        # SSIM only ever uses s11 + s22, so blur x1² + x2² as one plane (blurring is linear)
-        planes.append(lambda o, c=c: (np.multiply(x1[c], x1[c], out=o), o.__iadd__(x2[c] * x2[c])))
+        planes.append(lambda o, c=c: (np.subtract(x1[c], x2[c], out=o), np.multiply(o, o, out=o)))
         planes.append(lambda o, c=c: np.multiply(x1[c], x2[c], out=o))
     blurred = _blur_stack(planes, h, w, mirror_rows=mirror_rows)
     nm = len(mu_ch)
+    for k in range(nm):
+        blurred[nm + k] += blurred[k]            # mu2 = mu1 + blur(x2 - x1)
     one, two = np.float32(1.0), np.float32(2.0)
     for i, c in enumerate(ss_ch):
         m1, m2 = blurred[mu_ch.index(c)], blurred[nm + mu_ch.index(c)]
-        ssq, s12 = blurred[2 * nm + 2 * i], blurred[2 * nm + 2 * i + 1]
+        sdd, s12 = blurred[2 * nm + 2 * i], blurred[2 * nm + 2 * i + 1]
         m12 = m1 * m2
         num_s = s12 - m12
         num_s *= two
-        num_s += _S2_C2
-        den = m1 - m2
-        np.multiply(den, den, out=den)          # (m1-m2)²
-        num_m = one - den
-        den += m12
-        den += m12                               # m1² + m2² = (m1-m2)² + 2 m1 m2
-        np.subtract(ssq, den, out=den)
-        den += _S2_C2
+        num_s += _S2_C2                          # 2 σ12 + C2
+        dm = m1 - m2
+        np.multiply(dm, dm, out=dm)              # (m1-m2)²
+        num_m = one - dm
+        # denominator σ1² + σ2² + C2 = num_s + [blur((x1-x2)²) - (m1-m2)²]; the bracket is 0 for identical inputs
+        np.subtract(sdd, dm, out=dm)
+        dm += num_s
         num_s *= num_m
-        num_s /= den
+        num_s /= dm
         np.subtract(one, num_s, out=num_s)
         np.maximum(num_s, 0, out=num_s)
         out[c, 0, 0], out[c, 1, 0] = _norms(num_s, n)
@@ -616,6 +621,10 @@ def _s2_scale(x1: np.ndarray, x2: np.ndarray, scale: int, mirror_rows: bool, exa
     return out
 
 
+#: the lowest SSIMULACRA 2 score reported: "unusable" (the formula's negative tail is clamped here)
+S2_FLOOR = 0.0
+
+
 def _s2_score(averages: list[np.ndarray], exact: bool) -> float:
     """Weighted sum of the 108 norms and libjxl's final polynomial."""
     weights = _s2_plan(exact)[0]
@@ -625,7 +634,9 @@ def _s2_score(averages: list[np.ndarray], exact: bool) -> float:
     total *= 0.9562382616834844
     total = 2.326765642916932 * total - 0.020884521182843837 * total ** 2 + 6.248496625763138e-05 * total ** 3
     if total > 0:
-        return 100.0 - 10.0 * total ** 0.6276336467831387
+        # libjxl's polynomial keeps falling below 0 (-949 for noise vs a photo): that tail ranks nothing useful,
+        # so scores are floored at S2_FLOOR = 0, "unusable" (documented in ssimulacra2's docstring).
+        return max(S2_FLOOR, 100.0 - 10.0 * total ** 0.6276336467831387)
     return 100.0
 
 
@@ -654,7 +665,12 @@ def _s2_rgb(pa: np.ndarray, pb: np.ndarray, m: float, mirror_rows: bool, exact: 
 def ssimulacra2(a: ImageLike, b: ImageLike, *, max_value: float | None = None, boundary: str = "package",
                 exact: bool = False, window: ContentWindow | str | None = None) -> float:
     """SSIMULACRA 2 score of ``b`` against the original ``a`` (100 = identical, 90 visually lossless,
-    70 high quality, 50 medium, 30 low; can go negative).
+    70 high quality, 50 medium, 30 low, 0 = unusable).
+
+    The score is floored at :data:`S2_FLOOR` (0): libjxl's formula goes on below 0 for images that have little
+    left in common (−949 for noise against a photo), a range that says nothing more than "unusable". Identical
+    images score exactly 100 on every BLAS kernel (the error maps are computed from differences, which are
+    exactly zero).
 
     Pixel values are taken as sRGB-encoded relative to the original's max value. Gray images are compared as
     R=G=B. With alpha, both are blended on a dark (10%) and a light (90%) background and the worse score

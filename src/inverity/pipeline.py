@@ -33,7 +33,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Sequence
 
 from ._atomic import atomic_write_bytes
-from .errors import CodecError, InputError, InverityError
+from .errors import CodecError, InputError, InverityError, error_line, safe_text
+from .outputs import check_output, check_output_dir, same_file
+from ._walk import collect_assets
 
 __all__ = [
     "compress", "compress_one", "collect_assets", "Asset", "Result", "Toolkit", "NoCandidatePassedError",
@@ -58,9 +60,16 @@ _FORMAT_EXT: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "jpegls": ".jls", 
                                "inv": ".inv"}
 #: formats the walker treats as images (by content); everything else in a walked directory is skipped with a note
 _IMAGE_FORMATS: frozenset[str] = frozenset(_FORMAT_EXT) - {"inv"} | {"gif", "bmp"}
-#: default quality-search bounds when neither the candidate nor the stage declares them
-_LEARNED_RANGE = (1, 6)
+#: default quality-search bounds when neither the candidate nor the stage declares them (learned: from the zoo)
 _CLASSICAL_RANGE = (1, 100)
+
+
+def _learned_range() -> tuple[int, int]:
+    """1..K of the zoo's default model: K is its number of λ (rate points) in the registry, never hard-coded."""
+    from .stages.learned import zoo
+
+    q = zoo.model_info().qualities
+    return int(q[0]), int(q[-1])
 
 
 class NoCandidatePassedError(CodecError):
@@ -244,7 +253,7 @@ def _quality_bounds(stage: Any, cand: Any) -> tuple[int, int]:
         qs = getattr(stage, "qualities", None)
         if qs:
             return int(min(qs)), int(max(qs))
-        return _LEARNED_RANGE
+        return _learned_range()
     return _CLASSICAL_RANGE
 
 
@@ -579,11 +588,11 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
 
     rel = output_rel(asset, ext)
     out = outdir / rel
-    if out.resolve() == Path(asset.path).resolve():
-        raise InputError(f"{asset.path}: the output would overwrite the input; choose another -o directory")
+    check_output(out, [asset.path])          # never over the input (symlinks and hard links included)
     atomic_write_bytes(out, payload)
 
     record.update(output=out.as_posix(), output_rel=rel.as_posix(), bytes=len(payload),
+                  output_sha256=hashlib.sha256(payload).hexdigest(),
                   stage=chosen.entry["stage"], quality=chosen.entry["quality"],
                   options=chosen.entry.get("options", {}), checks=checks, status="done",
                   codec_config=_jsonable(chosen.stage.get_config()) if hasattr(chosen.stage, "get_config") else None,
@@ -628,66 +637,6 @@ def _as_dicom(tk: Toolkit, image: Any, cand: Any, chosen: _Attempt, record: dict
 # --------------------------------------------------------------------------------------------------------------
 # Batches
 # --------------------------------------------------------------------------------------------------------------
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
-def collect_assets(inputs: Iterable[str | os.PathLike[str]], outdir: str | os.PathLike[str] | None = None,
-                   *, on_note: Callable[[str], None] | None = None) -> list[Asset]:
-    """Expand files and directories into the batch's :class:`Asset` list (sorted, deterministic).
-
-    Directories are walked (hidden files and folders, the output directory, ``*.part`` temporaries and files whose
-    content is not a recognised image are skipped, each with a note). Files named explicitly are always taken —
-    if one is not an image, that asset fails with a clear error rather than being skipped quietly. Two inputs that
-    would share an output name keep their extension in it (``b.png.avif``, ``b.jpg.avif``); two inputs with the
-    same relative path under different roots are refused.
-    """
-    from .formats import sniff
-
-    note = on_note or (lambda m: log.info("%s", m))
-    out_res = Path(outdir).resolve() if outdir is not None else None
-    assets: list[Asset] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            root = p.resolve()
-            for dirpath, dirnames, filenames in os.walk(root):
-                d = Path(dirpath)
-                dirnames[:] = sorted(n for n in dirnames if not _hidden(n) and (d / n).resolve() != out_res)
-                for name in sorted(filenames):
-                    f = d / name
-                    if _hidden(name) or name.endswith(".part") or name.startswith("inverity.sqlite"):
-                        continue
-                    try:
-                        with open(f, "rb") as fh:
-                            fmt = sniff(fh.read(512))
-                    except OSError as exc:
-                        note(f"skipped {f}: cannot read ({exc.strerror or exc})")
-                        continue
-                    if fmt not in _IMAGE_FORMATS:
-                        note(f"skipped {f}: not a recognised image ({fmt or 'unknown format'})")
-                        continue
-                    assets.append(Asset(str(f), str(root), f.relative_to(root).as_posix()))
-        else:
-            # a missing or unreadable explicit file still becomes an asset: it fails with a clear one-line error
-            root = p.parent.resolve()
-            assets.append(Asset(str(p), str(root), p.name, explicit=True))
-    # name collisions: same relative path from two roots -> refuse; same stem -> keep the suffix
-    seen: dict[str, Asset] = {}
-    for a in assets:
-        if a.input in seen and seen[a.input].path != a.path:
-            raise InputError(f"{a.path} and {seen[a.input].path} would both be catalogued as {a.input!r}; "
-                             "compress them into different output directories")
-        seen[a.input] = a
-    unique = list({(a.input, Path(a.path).resolve()): a for a in assets}.values())
-    stems: dict[str, int] = {}
-    for a in unique:
-        stem = PurePosixPath(a.input).with_suffix("").as_posix()
-        stems[stem] = stems.get(stem, 0) + 1
-    return [Asset(a.path, a.root, a.input, keep_suffix=stems[PurePosixPath(a.input).with_suffix("").as_posix()] > 1,
-                  explicit=a.explicit) for a in unique]
-
-
 @dataclass(frozen=True)
 class _Task:
     asset: Asset
@@ -708,9 +657,9 @@ def _work(task: _Task) -> Result:
         return compress_one(a.path, task.policy, outdir=task.outdir, asset=a, toolkit=task.toolkit)
     except Exception as exc:  # noqa: BLE001 - one asset's failure must not end the batch
         record = getattr(exc, "record", None)
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not isinstance(exc, InverityError):
-            msg = f"{a.path}: {type(exc).__name__}: {msg}"
+        msg = error_line(exc)
+        if not isinstance(exc, InverityError) and safe_text(a.path) not in msg:
+            msg = f"{safe_text(a.path)}: {msg}"       # name the user's file, and the cause in words
         if record is None:
             sha = None
             try:
@@ -753,15 +702,16 @@ def compress(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
              policy: Any = "auto", jobs: int | None = None, engine: str = "local",
              on_record: Callable[[dict[str, Any]], None] | None = None, *,
              on_start: Callable[[int], None] | None = None, on_note: Callable[[str], None] | None = None,
-             toolkit: Toolkit | None = None) -> list[dict[str, Any]]:
+             toolkit: Toolkit | None = None, catalog: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Compress files and directories into ``outdir`` with routing, verification and resume.
 
     Parameters
     ----------
     inputs
-        Files and/or directories (walked; see :func:`collect_assets`).
+        Files and/or directories (walked; see :func:`collect_assets`). A path that does not exist is an error
+        before anything is created.
     outdir
-        Output directory; outputs mirror the inputs' relative paths; the catalog is ``outdir/inverity.sqlite``.
+        Output directory; outputs mirror the inputs' relative paths.
     policy
         Built-in policy name, TOML file, or ``Policy``.
     jobs
@@ -777,30 +727,46 @@ def compress(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
         Called with human-readable notes (skipped non-image files).
     toolkit
         Injected modules for tests (must be picklable for ``jobs > 1``).
+    catalog
+        The catalog file (default ``outdir/inverity.sqlite``).
 
     Returns
     -------
     list of dict
         One decision record per asset, in input order; ``status`` is ``done``, ``failed`` or ``skipped``.
-        Failures do not raise: check ``status`` (the CLI exits 2 if any asset failed).
+        Failures do not raise: check ``status`` (the CLI exits 2 if any asset failed). A failed re-run of an
+        asset that was done before keeps the previous output and its catalog row; its record says so
+        (``kept_previous``). No inputs found: ``[]`` and nothing is created.
     """
-    from .catalog import CATALOG_NAME, Catalog
+    from .catalog import CATALOG_NAME, Catalog, catalog_files
     from .engine import get_engine
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    outdir_p = Path(outdir)
-    assets = collect_assets(inputs, outdir_p, on_note=on_note)
-    if on_start is not None:
-        on_start(len(assets))
+    missing = [safe_text(os.fspath(p)) for p in inputs if not os.path.lexists(p)]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{missing[0]}: no such file or directory{more}; nothing was compressed")
+    outdir_p = check_output_dir(outdir)
+    cat_path = Path(catalog) if catalog is not None else outdir_p / CATALOG_NAME
+    check_output(cat_path, [])
     pid = policy_id(policy)
     if isinstance(policy, (str, os.PathLike)):
         # fail fast, once, on a misspelt policy or a malformed TOML file, not once per asset in the workers
         (toolkit or Toolkit.default()).get_policy(policy)
     eng = get_engine(engine)
+    exclude: list[Path] = catalog_files(cat_path)
+    if cat_path.is_file():   # the outputs this catalog knows are never inputs (compress d -o d, twice)
+        with Catalog(cat_path, readonly=True) as known:
+            exclude.extend(known.outputs())
+    assets = collect_assets(inputs, outdir_p, on_note=on_note, exclude=exclude)
+    if on_start is not None:
+        on_start(len(assets))
+    if not assets:
+        return []
 
     results: dict[str, dict[str, Any]] = {}
-    with Catalog(outdir_p / CATALOG_NAME) as cat:
+    with Catalog(cat_path) as cat:
         _sweep_partials(outdir_p)
         todo: list[_Task] = []
         for a in assets:
@@ -814,16 +780,35 @@ def compress(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
                     on_record(rec)
             else:
                 todo.append(_Task(a, policy, str(outdir_p), toolkit))
+        inputs_of_batch = [a.path for a in assets]
         for res in eng.run(todo, _work, jobs):
             rec = res.record
-            previous = cat.get(res.input)
-            # the output file is already renamed into place (by the worker); only now is its row written
-            cat.put(rec)
-            if previous and previous.get("output") and rec.get("output_rel") != previous["output"]:
-                stale = outdir_p / previous["output"]
-                if stale.is_file():   # e.g. the asset was redone under another policy and changed extension
-                    stale.unlink()
+            _settle(cat, rec, inputs_of_batch)
             results[res.input] = rec
             if on_record is not None:
                 on_record(rec)
     return [results[a.input] for a in assets if a.input in results]
+
+
+def _settle(cat: Any, rec: dict[str, Any], inputs: list[str]) -> None:
+    """Write one result's catalog row (the output is already renamed into place by the worker).
+
+    A failure never costs the last good output: when the asset was done before and that output is still on
+    disk, the row and the file stay as they were and the failed record says so (``kept_previous``). A success
+    that renamed the output (another stage, another extension) removes the previous file — never an input."""
+    previous = cat.get(rec["input"])
+    prev_out = previous.get("output") if previous and previous.get("status") == "done" else None
+    prev_file = cat.root / prev_out if prev_out else None
+    if rec.get("status") == "failed":
+        if prev_file is not None and prev_file.is_file():
+            assert previous is not None
+            when = previous.get("created_at") or "an earlier run"
+            rec["kept_previous"] = {"output": str(prev_file), "created_at": when, "stage": previous.get("stage")}
+            rec["error"] = f"{rec.get('error')}; kept previous output {prev_out} from {when}"
+            return
+        cat.put(rec)
+        return
+    cat.put(rec)
+    if prev_file is not None and not same_file(prev_file, rec.get("output") or "") and prev_file.is_file() \
+            and not any(same_file(prev_file, p) for p in inputs):
+        prev_file.unlink()   # e.g. the asset was redone under another policy and changed extension

@@ -11,8 +11,11 @@ import sys
 from typing import Any
 
 import typer
+from typer.exceptions import TyperException
 
-__all__ = ["app", "main", "fail"]
+from ..errors import error_line
+
+__all__ = ["app", "main", "fail", "error_line"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="inverity: route every image to the codec stage that fits it, and verify it.")
@@ -45,35 +48,37 @@ for _name in _COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app with the error convention; returns the exit code."""
-    from ..errors import InverityError
+    """Entry point: run the app with the error convention; returns the exit code.
 
+    The command is invoked through its context directly (not typer's ``standalone_mode``), so every way out is
+    ours to word: usage errors, Ctrl-C and failures each print one ``inverity: error:`` line. Only typer's own
+    exception types are used (typer >= 0.28 vendors click; ``click`` is not a dependency of inverity).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        # with standalone_mode=False click returns (not raises) the code of a typer.Exit
-        rc = app(args=args, prog_name="inverity", standalone_mode=False)
+        command = typer.main.get_command(app)
+        with command.make_context("inverity", args) as ctx:
+            rc = command.invoke(ctx)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("inverity: error: interrupted", err=True)
         return 130
+    except TyperException as exc:   # usage errors (missing argument, unknown option or command, bad value)
+        if type(exc).__name__ == "NoArgsIsHelpError":   # the help text was printed already
+            return 2
+        where = getattr(getattr(exc, "ctx", None), "command_path", None) or "inverity"
+        sub = where.partition(" ")[2]
+        typer.echo(f"inverity: error: {sub + ': ' if sub else ''}{exc.format_message()} (see '{where} --help')",
+                   err=True)
+        return int(getattr(exc, "exit_code", 2) or 2)
     except Exception as exc:  # noqa: BLE001 - the CLI's single error boundary
-        import click
-
         if debug:
             raise
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not isinstance(exc, (InverityError, OSError)):
-            msg = f"{type(exc).__name__}: {msg}"
-        typer.echo(f"inverity: error: {msg}", err=True)
+        typer.echo(f"inverity: error: {error_line(exc)}", err=True)
         return 2
     return rc if isinstance(rc, int) else 0
 

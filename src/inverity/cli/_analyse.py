@@ -53,6 +53,13 @@ def profile_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _check_model(name: str) -> None:
+    """An unknown model name is an error (listing the installed ones), never a silent "unknown" verdict."""
+    from ..stages.learned import zoo
+
+    zoo.model_info(name)   # UnknownIdError: "unknown learned model 'x'; available: ..."
+
+
 @app.command("analyse")
 def analyse_cmd(
     input: Path = typer.Argument(..., help="Image to analyse (any format inverity reads, DICOM included)."),
@@ -67,6 +74,8 @@ def analyse_cmd(
     from ..analyse import analyse
     from ..image import load
 
+    if model is not None:
+        _check_model(model)
     image = load(input)
     prof = analyse(image, model_name=model)
     d = prof.to_dict()

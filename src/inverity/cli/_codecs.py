@@ -125,22 +125,37 @@ def encode_cmd(
     from .._atomic import atomic_write_bytes
     from ..errors import CodecError
     from ..image import load
+    from ..outputs import check_extension, check_output
     from ..stages.base import get_stage
 
+    check_output(output, [input])
     image = load(input)
     try:
         stage = get_stage(codec, quality=quality, **_stage_options(codec, opt or []))
     except (TypeError, ValueError) as exc:  # a bad option or quality: one line, exit 2, like any InverityError
         raise CodecError(str(exc)) from None
+    exts = tuple(getattr(stage.capabilities, "extensions", ()) or ())
+    own = getattr(stage, "extension", None)
+    if isinstance(own, str) and own:   # options may change the extension (HTJ2K's .j2c): the stage's own first
+        exts = (own if own.startswith(".") else f".{own}",) + tuple(e for e in exts if e != own)
+    check_extension(output, stage.codec_id, exts, _known_extensions())
     data = stage.encode(image)
     atomic_write_bytes(output, data)
-    exts = tuple(getattr(stage.capabilities, "extensions", ()) or ())
     if exts and output.suffix.lower() not in exts:
-        typer.echo(f"inverity: note: {stage.codec_id} output usually has the extension "
-                   f"{getattr(stage, 'extension', exts[0])}", err=True)
+        typer.echo(f"inverity: note: {stage.codec_id} output usually has the extension {exts[0]}", err=True)
     bpp = 8 * len(data) / (image.width * image.height)
     typer.echo(f"{input} -> {output}: {stage.codec_id} {json.dumps(stage.get_config())}, "
                f"{len(data)} bytes, {bpp:.3f} bpp")
+
+
+def _known_extensions() -> set[str]:
+    """Every extension an image format is known by (the stages' own, plus the formats inverity only reads)."""
+    from ..stages.base import list_stages
+
+    known = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".dcm", ".inv", ".heic", ".heif"}
+    for cls in list_stages().values():
+        known.update(str(e).lower() for e in (getattr(cls.capabilities, "extensions", ()) or ()))
+    return known
 
 
 @app.command("decode")
@@ -151,7 +166,9 @@ def decode_cmd(
     """Decode FILE to an image file; 16-bit stays 16-bit."""
     from ..errors import InputError
     from ..image import save
+    from ..outputs import check_output
 
+    check_output(output, [file])
     try:
         data = file.read_bytes()
     except FileNotFoundError:

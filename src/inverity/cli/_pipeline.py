@@ -59,7 +59,7 @@ def _stdout() -> Any:
 
 
 def _run_batch(inputs: list[Path], outdir: Path, policy: str, jobs: int | None, engine: str, json_out: bool,
-               *, label: str = "compress") -> list[dict[str, Any]]:
+               *, label: str = "compress", catalog: Path | None = None) -> list[dict[str, Any]]:
     """Run ``pipeline.compress`` with a progress bar on stderr and (``json_out``) JSONL on stdout."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -86,7 +86,7 @@ def _run_batch(inputs: list[Path], outdir: Path, policy: str, jobs: int | None, 
 
     with progress:
         return compress(inputs, outdir, policy=policy, jobs=jobs, engine=engine, on_record=on_record,
-                        on_start=on_start, on_note=on_note)
+                        on_start=on_start, on_note=on_note, catalog=catalog)
 
 
 def _report_failures(records: list[dict[str, Any]]) -> int:
@@ -105,12 +105,21 @@ def compress_cmd(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (default: CPU count)."),
     engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
     json_out: bool = typer.Option(False, "--json", help="Print one decision record per line (JSONL) on stdout."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog",
+                                           help="Catalog file (default OUTDIR/inverity.sqlite), e.g. to keep it "
+                                                "out of the folder of deliverables."),
 ) -> None:
     """Route each image to the stage that fits it, verify the reconstruction, write one output per input.
 
-    Re-running skips assets already done (same bytes, same policy). Exit 2 if any asset failed.
+    Re-running skips assets already done (same bytes, same policy). A failed re-run keeps the previous output.
+    Exit 2 if any asset failed, or if no image was found.
     """
-    records = _run_batch(inputs, output, policy, jobs, engine, json_out)
+    records = _run_batch(inputs, output, policy, jobs, engine, json_out, catalog=catalog)
+    if not records:
+        typer.echo(f"inverity: error: no images found in {', '.join(str(p) for p in inputs)} "
+                   "(nothing to compress; nothing was written)", err=True)
+        raise SystemExit(2)
+    cat_path = catalog if catalog is not None else output / "inverity.sqlite"
     if not json_out:
         con = _stdout()
         con.print(_summary_table(records))
@@ -118,7 +127,7 @@ def compress_cmd(
         tin = sum(r.get("input_bytes") or 0 for r in records if r.get("bytes"))
         tout = sum(r.get("bytes") or 0 for r in records)
         con.print(f"{done}/{len(records)} assets ok; {_fmt_bytes(tin)} -> {_fmt_bytes(tout)}"
-                  + (f" ({tin / tout:.2f}x)" if tout else "") + f"; catalog {output / 'inverity.sqlite'}",
+                  + (f" ({tin / tout:.2f}x)" if tout else "") + f"; catalog {cat_path}",
                   markup=False, highlight=False)
     code = _report_failures(records)
     if code:
@@ -127,22 +136,29 @@ def compress_cmd(
         raise SystemExit(code)
 
 
-def _record_for(path: Path) -> tuple[dict[str, Any], str]:
-    """The decision record of an output: from the nearest catalog, else from its ``.inv`` header."""
+def _record_for(path: Path, catalog: Path | None = None) -> tuple[dict[str, Any], str]:
+    """The decision record of an output: from ``catalog`` (or the nearest one) by its path, else by the sha256 of
+    its content (a moved or renamed output), else from its ``.inv`` header."""
+    import hashlib
+
     from ..catalog import Catalog, find_catalog
     from ..errors import InputError
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    cat_path = find_catalog(path.parent)
+    cat_path = catalog if catalog is not None else find_catalog(path.parent)
+    data = path.read_bytes()
     if cat_path is not None:
         with Catalog(cat_path, readonly=True) as cat:
             rec = cat.lookup_output(path)
+            how = f"catalog {cat_path}"
+            if rec is None:
+                rec = cat.lookup_sha256(hashlib.sha256(data).hexdigest())
+                how = f"catalog {cat_path}, matched by content (sha256): the file was moved or renamed"
         if rec is not None:
-            return rec, f"catalog {cat_path}"
+            return rec, how
     from ..formats import sniff
 
-    data = path.read_bytes()
     if sniff(data[:512]) == "inv":
         from ..container import unpack
 
@@ -150,7 +166,7 @@ def _record_for(path: Path) -> tuple[dict[str, Any], str]:
         return {"output": str(path), "bytes": len(data), "payload_bytes": len(payload), "container": "inv",
                 "stage": header.get("codec_id"), "quality": header.get("quality"), "header": header}, \
             "the .inv container header (no catalog entry)"
-    where = f"catalog {cat_path}" if cat_path else "no catalog next to or above it"
+    where = f"not in catalog {cat_path}" if cat_path else "no catalog next to or above it (give --catalog PATH)"
     raise InputError(f"{path}: no decision record ({where}; not an .inv file)")
 
 
@@ -158,9 +174,11 @@ def _record_for(path: Path) -> tuple[dict[str, Any], str]:
 def inspect_cmd(
     output: Path = typer.Argument(..., help="An output file written by 'inverity compress'."),
     json_out: bool = typer.Option(False, "--json", help="Print the decision record as JSON."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="The catalog to look in (default: the nearest "
+                                                                   "inverity.sqlite next to or above OUTPUT)."),
 ) -> None:
     """Show why an output is what it is: its decision record (from the catalog, or the .inv header)."""
-    rec, source = _record_for(output)
+    rec, source = _record_for(output, catalog)
     if json_out:
         typer.echo(json.dumps(rec, indent=2, sort_keys=True))
         return

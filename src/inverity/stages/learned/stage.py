@@ -9,8 +9,9 @@
   from the installed one, or whose decoded pixels do not hash to the header's value — the last one is what
   a different decoder platform would produce, and a refusal is the only safe answer to it.
 
-Quality is 1-based (1 = fewest bytes, K = best; K = 6 for ``hp-gain``); internally the model uses the
-0-based gain index ``quality - 1``.
+Quality is 1-based (1 = fewest bytes, K = best); K is the model's number of rate points (its λ ladder in the
+zoo's registry, :attr:`LearnedStage.qualities`), never a constant here; internally the model uses the 0-based
+gain index ``quality - 1``.
 
 Examples
 --------
@@ -35,7 +36,7 @@ from . import zoo
 
 __all__ = ["LearnedStage", "DEFAULT_QUALITY", "recon_sha256"]
 
-#: quality used when none is given (1-based; mid-high on the 6-point scale)
+#: quality used when none is given (1-based; mid-high on the scale of the shipped models, which have K >= 4)
 DEFAULT_QUALITY = 4
 _DIGEST_HEX = 16  # the container keeps 8 bytes of each digest
 

@@ -371,13 +371,15 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         run_loss += loss.item(); run_bpp += bpp.mean().item(); run_mse += mse.mean().item()
         if step % 100 == 0 and rank == 0:
             dt = time.time() - t0
-            print(f"step {step} loss {run_loss/100:.4f} bpp {run_bpp/100:.3f} mse {run_mse/100:.5f} "
-                  f"lr {_lr_at(cfg, step, elapsed):.2e} {dt/100:.3f}s/step", flush=True)
+            print(f"step {step}: loss {run_loss/100:.4f} (bpp + lambda*255^2*mse, mean of the last 100 steps), "
+                  f"rate {run_bpp/100:.3f} bpp, mse {run_mse/100:.5f} (pixels 0..1), "
+                  f"lr {_lr_at(cfg, step, elapsed):.2e}, {dt/100:.3f} s/step", flush=True)
             t0, run_loss, run_bpp, run_mse = time.time(), 0.0, 0.0, 0.0
         if rank == 0 and val_images and (step % cfg.val_every == 0 or step == cfg.steps or out_of_time):
             res = evaluate(model, val_images, cfg.device)
             cfg.history.append({"step": step, "val": res})
-            print("val", step, " ".join(f"q{r['quality']}:{r['bpp']:.3f}/{r['psnr']:.2f}" for r in res), flush=True)
+            print(f"val step {step} (quality: rate bpp / PSNR dB): "
+                  + ", ".join(f"q{r['quality']}: {r['bpp']:.3f} bpp / {r['psnr']:.2f} dB" for r in res), flush=True)
         if rank == 0 and step % cfg.ckpt_every == 0:
             save()
     if world > 1:
@@ -389,6 +391,7 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
             raise RuntimeError("data-parallel ranks ended with different weights")
     if rank == 0:
         save()
+        print(f"checkpoint saved: {ckpt.resolve()} (step {step})", flush=True)
     if export:
         export_weights(model, export, cfg, train_hash, len(names), step)
     return model
