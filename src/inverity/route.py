@@ -19,8 +19,9 @@ Stages that were considered but not allowed are not candidates; :func:`make_plan
 
     policy controlled
     1. learned q=search [group 0]: natural photo, in distribution (ood 3.1 <= 7.4), decode ≈ 1.8 s on cpu ...
-    2. avif q=search [group 1]: standard lossy format; quality searched to meet the floors at fewest bytes
-    skipped jpegls?near=2: ...
+    2. avif q=search [group 0]: lossy, quality searched to meet the floors at fewest bytes (controlled ...)
+    3. webp q=search [group 1]: ...
+    skipped jxl-jpeg: transcodes jpeg inputs only; this input is png
 
 Policy families
 ---------------
@@ -34,7 +35,13 @@ Examples
 >>> from inverity.analyse import Profile
 >>> from inverity.policy import get_policy
 >>> [c.codec_id for c in plan(Profile("photo", 0.9, width=64, height=64, channels=3), get_policy("delivery"))]
-['avif', 'webp', 'jpeg', 'jxl']
+['avif', 'webp', 'jpeg', 'png']
+
+(``jxl`` is in delivery's table but not in its default ``accept``: browsers do not decode JPEG XL.)
+
+Archive never makes an asset bigger: its single group also holds ``original`` (the input file kept as is) and,
+for JPEG inputs, ``jxl-jpeg`` (lossless JPEG → JPEG XL transcoding, the JPEG restorable byte for byte), so
+the smallest bit-exact choice wins and a re-encode larger than the original never does.
 """
 from __future__ import annotations
 
@@ -62,18 +69,20 @@ _LINE_ART_DELIVERY: tuple[Group, ...] = (
     # screentone-heavy comic page is often several times smaller as AVIF/JXL at SSIMULACRA2 >= 80
     ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg"),
 )
-_PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",))
+# PNG last: the one browser format for what no lossy one takes (16-bit gray: never silently reduced to 8 bits)
+_PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",), ("png",))
 
 #: family -> kind ("*" = any other) -> groups of table entries (``codec_id`` or ``codec_id?opt=value``)
 PREFERENCES: dict[str, dict[str, tuple[Group, ...]]] = {
-    # every archive candidate is bit-exact, so they are one group: the smallest wins
+    # every archive candidate is bit-exact, so they are one group: the smallest wins; keeping the original file
+    # and (JPEG inputs only) the lossless JPEG -> JPEG XL transcoding compete, so nothing grows
     "archive": {
-        "photo": (("jxl-lossless", "jpeg2000", "png", "jpegls"),),
-        "medical": (("jpegls", "jpeg2000", "jxl-lossless", "png"),),
-        "drawing": (("png", "jxl-lossless", "jpegls", "jpeg2000"),),
-        "screen": (("png", "jxl-lossless", "jpegls", "jpeg2000"),),
-        "synthetic": (("png", "jxl-lossless", "jpegls", "jpeg2000"),),
-        "*": (("jxl-lossless", "jpeg2000", "png", "jpegls"),),
+        "photo": (("jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"),),
+        "medical": (("jpegls", "jpeg2000", "jxl-lossless", "png", "jxl-jpeg", "original"),),
+        "drawing": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
+        "screen": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
+        "synthetic": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
+        "*": (("jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"),),
     },
     # lossless (or bounded error through JPEG-LS near=n); JPEG-LS and JPEG 2000 are also DICOM transfer syntaxes
     "diagnostic": {
@@ -88,9 +97,10 @@ PREFERENCES: dict[str, dict[str, tuple[Group, ...]]] = {
         "*": _PHOTO_DELIVERY,
     },
 }
-# controlled: the learned stage first for every kind (kept only when every condition holds, so a drawing's plan
-# still says *why* it was skipped), then delivery's table
-PREFERENCES["controlled"] = {kind: (("learned",),) + groups for kind, groups in PREFERENCES["delivery"].items()}
+# controlled: the learned stage competes in delivery's first group (smallest passing wins, DESIGN.md), for every
+# kind (kept only when every condition holds, so a drawing's plan still says *why* it was skipped)
+PREFERENCES["controlled"] = {kind: (("learned",) + groups[0],) + groups[1:]
+                             for kind, groups in PREFERENCES["delivery"].items()}
 
 #: lossy candidates for these kinds are held to stricter floors (text and thin lines show ringing first)
 KIND_FLOOR_OVERRIDES: dict[str, dict[str, float]] = {
@@ -322,7 +332,23 @@ def _learned_check(profile: Profile, policy: Policy, models: Mapping[str, Any], 
     else:
         cost = "no decode budget set"
     ood = f"ood {profile.ood_score:.1f} <= {profile.ood_threshold:.1f}" if profile.ood_score is not None else ""
-    return None, f"natural photo, in distribution ({ood}), model {name!r}, {cost}; verified with structure checks", name
+    return None, f"natural photo, in distribution ({ood}), model {name!r}, {cost}; {_verified_with(policy)}", name
+
+
+#: the floors that make up "the structure checks" (DESIGN.md: controlled verifies the learned stage with them)
+_STRUCTURE_CHECKS = ("local_structure", "band_kept", "band_invented", "tile_band_kept", "edge_missing",
+                     "edge_invented")
+
+
+def _verified_with(policy: Policy) -> str:
+    """What the learned candidate is verified against, said as it is (a policy may have removed checks)."""
+    checked = policy.floors.checked()
+    structure = [c for c in _STRUCTURE_CHECKS if c in checked]
+    if len(structure) == len(_STRUCTURE_CHECKS):
+        return "verified with structure checks"
+    missing = [c for c in _STRUCTURE_CHECKS if c not in checked]
+    return (f"verified against {', '.join(checked) or 'no floor'} — structure checks {', '.join(missing)} "
+            f"not applied (policy {policy.name})")
 
 
 def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None, *,
@@ -356,6 +382,7 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
 
     channels = image.channels if image is not None else profile.channels
     width = 8 * image.pixels.dtype.itemsize if image is not None else (16 if profile.bit_depth > 8 else 8)
+    src_format = getattr(image, "source_format", None) if image is not None else None
     alpha = image.has_alpha if image is not None else ("alpha" in profile.flags or channels in (2, 4))
     meta = sorted(k for k, v in image.metadata.items() if v) if image is not None else list(profile.metadata_keys)
     if "dicom" in profile.flags and "dicom" not in meta:
@@ -387,7 +414,7 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
             if key in seen:
                 continue
             seen.add(key)
-            refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta)
+            refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta, src_format)
             learned_why, model_name = "", None
             if refusal is None and getattr(cap, "learned", False):
                 refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp)
@@ -403,10 +430,13 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
 
 
 def _refuse(cid: str, cap: Any, near: int, policy: Policy, family: str, width: int, channels: int,
-            alpha: bool, meta: list[str]) -> str | None:
+            alpha: bool, meta: list[str], source: str | None = None) -> str | None:
     """Why ``cid`` may not be used here, or None."""
     if cap is None:
         return "stage not installed (not in the stage registry)"
+    sources = tuple(getattr(cap, "sources", ()) or ())
+    if sources and source not in sources:
+        return f"transcodes {'/'.join(sources)} inputs only; this input is {source or 'of unknown format'}"
     if policy.accept is not None and CODEC_FORMAT.get(cid) not in policy.accept:
         return f"clients accept only {', '.join(policy.accept)}; {cid} writes {CODEC_FORMAT.get(cid, '?')}"
     if getattr(cap, "learned", False) and not policy.allow_learned:

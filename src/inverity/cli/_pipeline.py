@@ -29,7 +29,9 @@ def _fmt_bytes(n: Any) -> str:
 
 
 def _verdict(rec: dict[str, Any]) -> str:
-    return {"done": "passed", "skipped": "passed (resumed)", "failed": "FAILED"}.get(rec.get("status", ""), "?")
+    verdict = {"done": "passed", "skipped": "passed (resumed)", "failed": "FAILED"}.get(rec.get("status", ""), "?")
+    dropped = (rec.get("metadata") or {}).get("dropped")  # metadata the output could not carry: never unsaid
+    return verdict + (f"; dropped: {', '.join(dropped)}" if dropped else "")
 
 
 def _summary_table(records: list[dict[str, Any]], title: str | None = None) -> Any:
