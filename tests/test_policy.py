@@ -246,3 +246,23 @@ def test_bad_review_effort_metadata_are_refused(text: str, needle: str, tmp_path
 def test_delivery_accepts_only_what_every_browser_decodes() -> None:
     assert get_policy("delivery").accept == ("avif", "webp", "jpeg", "png")
     assert get_policy("controlled").accept is None
+
+
+def test_cli_takes_a_shipped_policy_by_name_and_names_the_choices_for_an_unknown_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import imagecodecs
+    import numpy as np
+
+    from inverity.cli import main
+
+    monkeypatch.chdir(tmp_path)                                   # not the source tree: package data lookup
+    y, x = np.mgrid[0:48, 0:64]
+    px = np.stack([(x * 4) % 256, (y * 5) % 256, ((x + y) * 2) % 256], -1).astype(np.uint8)
+    (tmp_path / "a.png").write_bytes(imagecodecs.png_encode(px))
+    assert main(["compress", "a.png", "-o", "out", "--policy", "web", "--jobs", "1", "--json"]) in (0, None)
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["status"] == "done" and rec["policy"] == "web"
+    assert Path(rec["output"]).suffix in (".avif", ".webp", ".jpg", ".png")
+    assert main(["compress", "a.png", "-o", "out2", "--policy", "webb"]) == 2
+    err = capsys.readouterr().err
+    assert "inverity: error: unknown policy 'webb'" in err and "radiology-near-lossless" in err

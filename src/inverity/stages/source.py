@@ -110,7 +110,7 @@ class JxlJpegStage(Stage):
 
     @classmethod
     def library_version(cls) -> str:
-        return f"libjxl {imagecodecs.version(dict).get('jpegxl', 'n/a')}"
+        return f"libjxl {imagecodecs.version(dict).get('libjxl', 'n/a')}"
 
     @classmethod
     def available(cls) -> bool:
