@@ -10,7 +10,9 @@ Built-ins (DESIGN.md "Policies"):
 
 ============  ================================================================================================
 ``archive``     lossless only, standardised formats (PNG, JPEG 2000, JPEG-LS, JPEG XL lossless), metadata kept,
-                bit-exact round trip verified, never learned
+                bit-exact round trip verified, never learned; never bigger than the input: keeping the
+                original file is a candidate, and a JPEG is transcoded losslessly to JPEG XL (``jxl-jpeg``,
+                the JPEG restorable byte for byte) rather than re-encoded as pixels
 ``diagnostic``  lossless by default, or every sample within ``max_abs_error`` (JPEG-LS near-lossless); never
                 learned; DICOM keeps its dataset and gets a lossless transfer syntax
 ``delivery``    formats every major browser decodes (AVIF, WebP, JPEG, PNG; JPEG XL only where a policy's
