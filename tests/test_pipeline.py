@@ -592,3 +592,15 @@ def test_real_wide_gamut_icc_that_cannot_be_carried_is_recorded_loudly_or_refuse
     keep = Policy.from_dict({"name": "avif-keep", "extends": "delivery", "stages": ["avif"], "metadata": "keep"})
     with pytest.raises(NoCandidatePassedError, match="would drop icc"):
         compress_one(src, keep, outdir=tmp_path / "k")
+
+
+def test_a_rejected_equivalent_choice_still_gives_its_sizes(tmp_path: Path) -> None:
+    src = tmp_path / "p.png"
+    src.write_bytes(imagecodecs.png_encode(_photo()))
+    pol = FakePolicy("pair", (GroupedCandidate("fake-lossy", 90, False, {}, "too lossy", FakeFloors(0), 0),
+                              GroupedCandidate("fake-lossless", None, False, {}, "lossless", FakeFloors(0), 0)))
+    rec = compress_one(src, pol, outdir=tmp_path / "o", toolkit=FAKE).record
+    lossy = next(a for a in rec["attempts"] if a["stage"] == "fake-lossy")
+    line = next(r for r in rec["reasons"] if r.startswith("fake-lossless "))
+    assert line.endswith(f"passed; failed the floors: fake-lossy (tried {lossy['bytes'] / 1000:.1f} kB) "
+                         "(at the same floors)") or line.endswith(f"(tried {lossy['bytes']} B) (at the same floors)")

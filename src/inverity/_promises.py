@@ -15,7 +15,7 @@ Functions that can refuse an asset return the refusal message (``None`` when fin
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 __all__ = ["SOURCE_BYTES", "policy_promises", "attach_source", "carries", "check_restorable", "metadata_record",
            "growth_note", "sizes_reason", "kb"]
@@ -29,14 +29,33 @@ def kb(n: int) -> str:
     return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB"
 
 
-def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str]) -> str:
-    """``"smallest of 2 passing equivalent choices: learned 12.7 kB vs avif 16.4 kB (at the same floors)"`` from
-    ``(attempt, candidate)`` pairs, smallest first."""
+def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str],
+                 rejected: Sequence[tuple[Any, list[int]]] = ()) -> str:
+    """The sizes of a group's equivalent choices, from ``(attempt, candidate)`` pairs that passed (smallest first)
+    and ``(candidate, sizes tried)`` pairs that did not.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as N
+    >>> a = lambda n: N(entry={"bytes": n})
+    >>> c = lambda cid: N(codec_id=cid, floors="F")
+    >>> sizes_reason([(a(16400), c("avif")), (a(12700), c("learned"))], lambda x: x.codec_id)
+    'smallest of 2 passing equivalent choices: learned 12.7 kB vs avif 16.4 kB (at the same floors)'
+    >>> sizes_reason([(a(32100), c("avif"))], lambda x: x.codec_id, [(c("learned"), [18000, 25100])])
+    'avif 32.1 kB passed; failed the floors: learned (tried 18.0 kB-25.1 kB) (at the same floors)'
+    """
     ranked = sorted(passed, key=lambda p: p[0].entry["bytes"])
     sizes = " vs ".join(f"{label(c)} {kb(a.entry['bytes'])}" for a, c in ranked)
-    floors = [getattr(c, "floors", None) for _, c in ranked]
+    head = f"smallest of {len(passed)} passing equivalent choices: {sizes}" if len(passed) > 1 else f"{sizes} passed"
+    fails = []
+    for c, tried in rejected:
+        span = "no output" if not tried else kb(min(tried)) if len(set(tried)) == 1 else \
+            f"{kb(min(tried))}-{kb(max(tried))}"
+        fails.append(f"{label(c)} (tried {span})")
+    tail = f"; failed the floors: {', '.join(fails)}" if fails else ""
+    floors = [getattr(c, "floors", None) for _, c in ranked] + [getattr(c, "floors", None) for c, _ in rejected]
     same = "at the same floors" if all(f == floors[0] for f in floors) else "each at its own floors"
-    return f"smallest of {len(passed)} passing equivalent choices: {sizes} ({same})"
+    return f"{head}{tail} ({same})"
 
 
 def policy_promises(record: dict[str, Any], policy: Any) -> None:

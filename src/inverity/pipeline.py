@@ -424,11 +424,14 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
                     record["reasons"].append(f"{c.codec_id} not tried: not a DICOM transfer syntax")
             group = [c for c in group if c.codec_id in dicom_ok]
         passed: list[tuple[_Attempt, Any]] = []
+        rejected: list[tuple[Any, list[int]]] = []     # (candidate, sizes it tried): the record compares them too
         for cand in group:
+            n0 = len(attempts)
             a = _run_candidate(tk, image, cand, attempts)
             if a is not None:
                 passed.append((a, cand))
                 continue
+            rejected.append((cand, [e["bytes"] for e in attempts[n0:] if e.get("bytes")]))
             last = next((e for e in reversed(attempts) if e["stage"] == cand.codec_id), None)
             because = "; ".join(last["reasons"]) if last and last.get("reasons") else "failed"
             record["reasons"].append(f"{_label(cand)} rejected: {because}")
@@ -437,8 +440,8 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
             best.entry["chosen"] = True
             why = getattr(cand, "reason", "") or "passed"
             record["reasons"].append(f"{_label(cand)}: {why}")
-            if len(passed) > 1:
-                record["reasons"].append(promises.sizes_reason(passed, _label))
+            if len(passed) > 1 or rejected:
+                record["reasons"].append(promises.sizes_reason(passed, _label, rejected))
             return best, cand
     return None, None
 
