@@ -556,7 +556,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
-            skipped = [ln for ln in tk.explain(profile, concrete, image) if ln.startswith("skipped ")]
+            lines = tk.explain(profile, concrete, _routing_view(image))
+            skipped = [ln for ln in lines if ln.startswith("skipped ")]
             record["reasons"].extend(skipped)
             # a metadata refusal is the one to name: it is the policy's choice, not a limit of the image
             first = next((ln for ln in skipped if " would drop " in ln), skipped[0] if skipped else "")
@@ -582,6 +583,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
         ext = ".dcm"
     else:
         _refuse_if(promises.check_restorable(chosen.stage, payload, record))
+        if dicom_out:
+            record["container"] = "dicom"                 # the original DICOM file, dataset and all
     _refuse_if(promises.metadata_record(image, chosen.stage, record, concrete, _CARRIED_METADATA,
                                         dicom_container=dicom_out))
     promises.growth_note(record, len(payload), len(data), [c.codec_id for c in candidates], _family(tk, concrete))
