@@ -604,3 +604,21 @@ def test_a_rejected_equivalent_choice_still_gives_its_sizes(tmp_path: Path) -> N
     line = next(r for r in rec["reasons"] if r.startswith("fake-lossless "))
     assert line.endswith(f"passed; failed the floors: fake-lossy (tried {lossy['bytes'] / 1000:.1f} kB) "
                          "(at the same floors)") or line.endswith(f"(tried {lossy['bytes']} B) (at the same floors)")
+
+
+def test_real_delivery_keeps_a_non_srgb_icc_profile_by_choosing_a_stage_that_carries_it(tmp_path: Path) -> None:
+    _real()
+    import pydicom
+    from PIL import Image as PILImage
+    from skimage import data
+
+    icc_path = Path(pydicom.__file__).parent / "data" / "test_files" / "crayons.icc"
+    if not icc_path.is_file():
+        pytest.skip("pydicom's crayons.icc test profile not installed")
+    src = tmp_path / "wide.png"
+    PILImage.fromarray(data.chelsea()[::3, ::3]).save(src, icc_profile=icc_path.read_bytes())
+    rec = compress_one(src, "delivery", outdir=tmp_path / "o").record
+    assert rec["stage"] in ("webp", "jpeg", "png") and rec["metadata"]["kept"] == ["icc"]
+    from inverity.image import load
+
+    assert load(Path(rec["output"])).metadata.get("icc") == icc_path.read_bytes()

@@ -312,3 +312,30 @@ def test_jpeg_xl_is_delivered_only_where_accept_names_it() -> None:
     assert ids(mk(prof("photo"), jxl_ok)) == ["avif", "jpeg", "jxl"]
     auto = mk(prof("drawing"), "auto")                    # auto -> delivery inherits the browser set
     assert auto.policy.name == "delivery" and not {"jxl", "jxl-lossless", "jpegls"} & set(ids(auto))
+
+
+def _crayons_icc() -> bytes:
+    from pathlib import Path
+
+    import pydicom
+
+    p = Path(pydicom.__file__).parent / "data" / "test_files" / "crayons.icc"
+    if not p.is_file():
+        pytest.skip("pydicom's crayons.icc test profile not installed")
+    return p.read_bytes()
+
+
+def test_a_non_srgb_icc_profile_is_kept_where_a_stage_can_carry_it_else_dropped_with_a_note() -> None:
+    from helpers import srgb_icc
+
+    wide = Image(np.zeros((16, 16, 3), np.uint8), source_format="png", metadata={"icc": _crayons_icc()})
+    p = mk(prof("photo"), "delivery", image=wide)
+    assert ids(p) == ["webp", "jpeg", "png"]                  # AVIF cannot carry the ICC profile
+    assert "not sRGB" in next(s.reason for s in p.skipped if s.codec_id == "avif")
+    # an sRGB profile changes nothing: dropping it mislabels nothing
+    srgb = Image(np.zeros((16, 16, 3), np.uint8), source_format="png", metadata={"icc": srgb_icc()})
+    assert ids(mk(prof("photo"), "delivery", image=srgb)) == ["avif", "webp", "jpeg", "png"]
+    # when no allowed stage can carry it, routing goes on (the record says it was dropped)
+    only_avif = Policy.from_dict({"name": "avif-only", "extends": "delivery", "stages": ["avif"]})
+    q = mk(prof("photo"), only_avif, image=wide)
+    assert ids(q) == ["avif"] and any("non-sRGB ICC profile 'Crayon Colours'" in n for n in q.notes)

@@ -18,7 +18,7 @@ import hashlib
 from typing import Any, Callable, Iterable, Sequence
 
 __all__ = ["SOURCE_BYTES", "policy_promises", "attach_source", "carries", "check_restorable", "metadata_record",
-           "growth_note", "sizes_reason", "kb"]
+           "growth_note", "sizes_reason", "kb", "icc_description"]
 
 #: the metadata key under which stages that work on the input file (:mod:`inverity.stages.source`) find its bytes
 SOURCE_BYTES = "source_bytes"
@@ -122,7 +122,7 @@ def metadata_record(image: Any, stage: Any, record: dict[str, Any], policy: Any,
     record["reasons"].append(f"metadata dropped: {what} ({cid} output cannot carry it; policy "
                              f"{record['policy_resolved']}: metadata = {mode})")
     if "icc" in dropped:
-        desc = _icc_description(meta["icc"])
+        desc = icc_description(meta["icc"])
         if "srgb" not in desc.lower():
             record["metadata"]["icc_not_srgb"] = desc
             record["reasons"].append(f"WARNING: ICC profile {desc!r} is not sRGB and was dropped: the {cid} "
@@ -130,7 +130,7 @@ def metadata_record(image: Any, stage: Any, record: dict[str, Any], policy: Any,
     return None
 
 
-def _icc_description(icc: Any) -> str:
+def icc_description(icc: Any) -> str:
     """An ICC profile's description (``"Display P3"``), or ``"unreadable profile"``."""
     try:
         import io

@@ -398,35 +398,59 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
         groups = table.get(profile.kind, table["*"])
         source = f"{family} table for {profile.kind}"
 
-    candidates: list[Candidate] = []
-    skipped: list[Skipped] = []
-    seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
-    out_group = -1
-    for group in groups:
-        kept_in_group = False
-        for entry in group:
-            cid, opts = _parse_entry(entry)
-            cap = caps.get(cid)
-            if cap is not None and getattr(cap, "near_lossless", False) and resolved.max_abs_error:
-                opts = {**opts, "near": int(resolved.max_abs_error)}        # the policy's bound wins
-            near = int(opts.get("near", 0) or 0)
-            key = (cid, tuple(sorted(opts.items())))
-            if key in seen:
-                continue
-            seen.add(key)
-            refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta, src_format)
-            learned_why, model_name = "", None
-            if refusal is None and getattr(cap, "learned", False):
-                refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp)
-            if refusal is not None:
-                skipped.append(Skipped(cid, refusal, opts))
-                continue
-            if not kept_in_group:
-                out_group += 1
-                kept_in_group = True
-            candidates.append(_candidate(cid, cap, opts, near, resolved, profile.kind, out_group, source,
-                                         learned_why, model_name))
+    def select(icc_guard: str | None) -> tuple[list[Candidate], list[Skipped]]:
+        candidates: list[Candidate] = []
+        skipped: list[Skipped] = []
+        seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+        out_group = -1
+        for group in groups:
+            kept_in_group = False
+            for entry in group:
+                cid, opts = _parse_entry(entry)
+                cap = caps.get(cid)
+                if cap is not None and getattr(cap, "near_lossless", False) and resolved.max_abs_error:
+                    opts = {**opts, "near": int(resolved.max_abs_error)}        # the policy's bound wins
+                near = int(opts.get("near", 0) or 0)
+                key = (cid, tuple(sorted(opts.items())))
+                if key in seen:
+                    continue
+                seen.add(key)
+                refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta, src_format)
+                if refusal is None and icc_guard and "icc" not in getattr(cap, "metadata", ()):
+                    refusal = (f"{cid} cannot carry the ICC profile {icc_guard!r}, which is not sRGB: its colours "
+                               "would be shown as sRGB (mislabelled)")
+                learned_why, model_name = "", None
+                if refusal is None and getattr(cap, "learned", False):
+                    refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp)
+                if refusal is not None:
+                    skipped.append(Skipped(cid, refusal, opts))
+                    continue
+                if not kept_in_group:
+                    out_group += 1
+                    kept_in_group = True
+                candidates.append(_candidate(cid, cap, opts, near, resolved, profile.kind, out_group, source,
+                                             learned_why, model_name))
+        return candidates, skipped
+
+    # a wide-gamut (non-sRGB) ICC profile is kept where any allowed stage can carry it, never mislabelled
+    # silently; only when none can is it dropped (the pipeline then records it loudly; ``keep`` refuses)
+    wide = _non_srgb_icc(image) if image is not None and "icc" in meta and not resolved.keep_metadata else None
+    candidates, skipped = select(wide)
+    if wide and not candidates:
+        candidates, skipped = select(None)
+        notes.append(f"no allowed stage can carry the non-sRGB ICC profile {wide!r}: it is dropped")
     return Plan(resolved, requested.name, candidates, skipped, notes)
+
+
+def _non_srgb_icc(image: Image) -> str | None:
+    """The description of the image's ICC profile when it is not sRGB, else None."""
+    from ._promises import icc_description
+
+    icc = image.metadata.get("icc")
+    if not icc:
+        return None
+    desc = icc_description(icc)
+    return None if "srgb" in desc.lower() else desc
 
 
 def _refuse(cid: str, cap: Any, near: int, policy: Policy, family: str, width: int, channels: int,
