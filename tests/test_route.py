@@ -177,12 +177,12 @@ def test_alpha_gets_only_stages_that_keep_alpha() -> None:
     assert "cannot store the alpha channel" in next(s.reason for s in p.skipped if s.codec_id == "jpeg") or \
         "channels" in next(s.reason for s in p.skipped if s.codec_id == "jpeg")
     ga = mk(prof("drawing", channels=2, flags=("alpha",)), "archive")
-    assert set(ids(ga)) == {"png", "jxl-lossless", "jpeg2000", "original"}   # jpegls takes no gray+alpha
+    assert set(ids(ga)) == {"png", "jxl-lossless", "jpeg2000"}        # jpegls takes no gray+alpha
 
 
 def test_archive_refuses_stages_that_would_drop_metadata() -> None:
     p = mk(prof("photo", meta=("icc", "exif")), "archive")
-    assert ids(p) == ["png", "original"]
+    assert ids(p) == ["png"]                          # (no image given: the original's format is unknown)
     why = {s.codec_id: s.reason for s in p.skipped}
     assert "jpegls would drop icc, exif" in why["jpegls"]
     assert "jxl-lossless would drop icc (it keeps exif)" in why["jxl-lossless"]
@@ -339,3 +339,12 @@ def test_a_non_srgb_icc_profile_is_kept_where_a_stage_can_carry_it_else_dropped_
     only_avif = Policy.from_dict({"name": "avif-only", "extends": "delivery", "stages": ["avif"]})
     q = mk(prof("photo"), only_avif, image=wide)
     assert ids(q) == ["avif"] and any("non-sRGB ICC profile 'Crayon Colours'" in n for n in q.notes)
+
+
+def test_line_art_delivery_keeps_the_original_where_browsers_take_its_format() -> None:
+    png = mk(prof("drawing"), "delivery", image=_img("png"))
+    assert ids(png)[-1] == "original" and {c.group for c in png.candidates} == {0}   # competes: smallest wins
+    tif = mk(prof("drawing"), "delivery", image=_img("tiff"))
+    assert "original" not in ids(tif)
+    assert "original writes tiff" in next(s.reason for s in tif.skipped if s.codec_id == "original")
+    assert "original" not in ids(mk(prof("photo"), "delivery", image=_img("png")))     # photos: re-encoded

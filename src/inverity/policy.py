@@ -94,7 +94,7 @@ else:  # pragma: no cover - pyproject pins tomli for 3.10
 
 __all__ = ["Policy", "BUILTIN_POLICIES", "HARDWARE", "FORMATS", "CODEC_FORMAT", "KNOWN_CODEC_IDS",
            "METADATA_MODES", "REVIEW_MODES", "EFFORTS", "BROWSER_FORMATS", "get_policy", "register_policy",
-           "list_policies", "load_policy_file", "example_policies", "merge_floors"]
+           "list_policies", "load_policy_file", "example_policies", "merge_floors", "client_format"]
 
 #: the built-in policy names (contract)
 BUILTIN_POLICIES = ("auto", "archive", "diagnostic", "delivery", "controlled")
@@ -112,13 +112,30 @@ BROWSER_FORMATS = ("avif", "webp", "jpeg", "png")
 CODEC_FORMAT: dict[str, str] = {
     "jpeg": "jpeg", "webp": "webp", "webp-lossless": "webp", "avif": "avif", "jxl": "jxl",
     "jxl-lossless": "jxl", "png": "png", "jpegls": "jls", "jpeg2000": "jp2", "learned": "inv",
-    "jxl-jpeg": "jxl",
+    "jxl-jpeg": "jxl", "original": "*",
 }
-FORMATS = tuple(sorted(set(CODEC_FORMAT.values())))
+#: ``"*"`` above: the stage writes the input's own format (``original``), checked per asset by the router
+FORMATS = tuple(sorted(set(CODEC_FORMAT.values()) - {"*"}))
 _FORMAT_ALIASES = {"jpg": "jpeg", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/webp": "webp",
                    "image/avif": "avif", "image/jxl": "jxl", "image/png": "png", "jpegls": "jls", "jpeg-ls": "jls",
                    "image/jls": "jls", "jpeg2000": "jp2", "j2k": "jp2", "image/jp2": "jp2",
                    "application/x-inverity": "inv"}
+
+
+def client_format(codec_id: str, source_format: str | None = None) -> str | None:
+    """The accept-list format a stage writes (``original``: the input's format, by its sniffed name).
+
+    Examples
+    --------
+    >>> client_format("webp-lossless"), client_format("original", "png"), client_format("original", "jpegls")
+    ('webp', 'png', 'jls')
+    """
+    fmt = CODEC_FORMAT.get(codec_id)
+    if fmt == "*":
+        return _FORMAT_ALIASES.get(source_format or "", source_format) if source_format else None
+    return fmt
+
+
 #: the codec ids of the stage contract (used when the stage registry cannot be imported)
 KNOWN_CODEC_IDS = tuple(CODEC_FORMAT)
 #: stages that only ever lose information (refused by ``lossless_only``)

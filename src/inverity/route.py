@@ -51,7 +51,7 @@ from typing import Any, Mapping, NamedTuple
 
 from .analyse import Profile
 from .image import Image
-from .policy import CODEC_FORMAT, Policy, get_policy
+from .policy import CODEC_FORMAT, Policy, client_format, get_policy
 from .verify import Floors
 
 __all__ = ["Candidate", "Skipped", "Plan", "Resolution", "PREFERENCES", "AUTO_BY_FLAG", "AUTO_BY_KIND",
@@ -67,7 +67,8 @@ _LINE_ART_DELIVERY: tuple[Group, ...] = (
     # one group: lossless or near-lossless *where that is smaller* (DESIGN.md) — the lossy stages compete,
     # held to the stricter line-art floors (KIND_FLOOR_OVERRIDES), and the smallest that passes wins; a
     # screentone-heavy comic page is often several times smaller as AVIF/JXL at SSIMULACRA2 >= 80
-    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg"),
+    # ``original``: the input file as is, where the clients accept its format and nothing smaller passes
+    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg", "original"),
 )
 # PNG last: the one browser format for what no lossy one takes (16-bit gray: never silently reduced to 8 bits)
 _PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",), ("png",))
@@ -461,8 +462,10 @@ def _refuse(cid: str, cap: Any, near: int, policy: Policy, family: str, width: i
     sources = tuple(getattr(cap, "sources", ()) or ())
     if sources and source not in sources:
         return f"transcodes {'/'.join(sources)} inputs only; this input is {source or 'of unknown format'}"
-    if policy.accept is not None and CODEC_FORMAT.get(cid) not in policy.accept:
-        return f"clients accept only {', '.join(policy.accept)}; {cid} writes {CODEC_FORMAT.get(cid, '?')}"
+    if client_format(cid, source) is None and cid in CODEC_FORMAT:
+        return f"{cid} writes the input's own format, which is unknown here (no image given)"
+    if policy.accept is not None and client_format(cid, source) not in policy.accept:
+        return f"clients accept only {', '.join(policy.accept)}; {cid} writes {client_format(cid, source) or '?'}"
     if getattr(cap, "learned", False) and not policy.allow_learned:
         return f"policy {policy.name} never uses the learned stage"
     if policy.standard_only and not getattr(cap, "standard", True):
