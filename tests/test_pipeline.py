@@ -524,3 +524,119 @@ def test_learned_search_range_comes_from_the_zoo_registry(monkeypatch: pytest.Mo
     nine = dataclasses.replace(zoo.model_info(), lambdas=tuple(0.001 * (i + 1) for i in range(9)))
     monkeypatch.setattr(zoo, "model_info", lambda name=None, wdir=None: nine)
     assert pipeline._quality_bounds(LearnedNoQualities(), FakeCandidate("fake-learned")) == (1, 9)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# promises every record keeps: sizes of equivalent choices, floor changes, metadata kept/dropped
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupedCandidate(FakeCandidate):
+    group: int = 0
+
+
+def test_sizes_of_every_passing_equivalent_choice_are_in_the_record(tmp_path: Path) -> None:
+    src = tmp_path / "p.png"
+    src.write_bytes(imagecodecs.png_encode(_photo()))
+    pair = FakePolicy("pair", (GroupedCandidate("fake-lossy", 95, False, {}, "lossy", FakeFloors(4), 0),
+                               GroupedCandidate("fake-lossless", None, False, {}, "lossless", FakeFloors(4), 0)))
+    rec = compress_one(src, pair, outdir=tmp_path / "o", toolkit=FAKE).record
+    sizes = {a["stage"]: a["bytes"] for a in rec["attempts"]}
+    line = next(r for r in rec["reasons"] if r.startswith("smallest of 2 passing equivalent choices: "))
+    first, second = sorted(sizes, key=sizes.get)
+    assert line.index(first) < line.index(" vs ") < line.index(second) and line.endswith("(at the same floors)")
+    assert rec["stage"] == first
+    assert rec["review_policy"] == "none" and rec["effort"] == "balanced" and rec["floor_changes"] == []
+
+
+def test_real_loosened_and_removed_floors_are_in_every_record(demo_small: Path, tmp_path: Path) -> None:
+    _real()
+    pol = tmp_path / "lenient.toml"
+    pol.write_text('extends = "delivery"\neffort = "fast"\nreview = "sample:0.1"\n'
+                   '[floors]\nssimulacra2 = 60\nlocal_snr = false\n')
+    rec = compress_one(demo_small / "chelsea.png", str(pol), outdir=tmp_path / "o").record
+    assert rec["floor_changes"] == ["floor ssimulacra2 loosened 70 -> 60 by policy lenient",
+                                    "floor local_snr removed by policy lenient"]
+    assert set(rec["floor_changes"]) <= set(rec["reasons"])
+    assert rec["review_policy"] == "sample:0.1" and rec["effort"] == "fast"
+
+
+def test_real_dicom_under_delivery_says_its_dataset_was_dropped(demo_small: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    _real()
+    from inverity.cli import main
+
+    rec = compress_one(demo_small / "ct_slice.dcm", "delivery", outdir=tmp_path / "o").record
+    assert rec["metadata"]["dropped"] == ["dicom"] and rec["metadata"]["mode"] == "strip"
+    assert any(r.startswith("metadata dropped: DICOM dataset (patient/study identifiers") for r in rec["reasons"])
+    assert main(["compress", str(demo_small / "ct_slice.dcm"), "-o", str(tmp_path / "cli"), "--policy", "delivery",
+                 "--jobs", "1"]) in (0, None)
+    assert "dropped: dicom" in capsys.readouterr().out
+    # archive/diagnostic keep it (nothing dropped)
+    kept = compress_one(demo_small / "ct_slice.dcm", "diagnostic", outdir=tmp_path / "d").record["metadata"]
+    assert kept["kept"] == ["dicom"] and kept["dropped"] == []
+
+
+@pytest.mark.parametrize("mode, needle", [("refuse", "(metadata = refuse) refuses to drop DICOM dataset"),
+                                          ("keep", "would drop dicom")])
+def test_real_dicom_under_a_metadata_keeping_delivery_policy_is_refused(mode: str, needle: str, demo_small: Path,
+                                                                        tmp_path: Path) -> None:
+    _real()
+    pol = tmp_path / "strict.toml"
+    pol.write_text(f'extends = "delivery"\nmetadata = "{mode}"\n')
+    with pytest.raises(NoCandidatePassedError) as e:
+        compress_one(demo_small / "ct_slice.dcm", str(pol), outdir=tmp_path / "o")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "o").exists() or not any(p.is_file() for p in (tmp_path / "o").rglob("*"))
+
+
+def test_real_wide_gamut_icc_that_cannot_be_carried_is_recorded_loudly_or_refused(tmp_path: Path) -> None:
+    _real()
+    import pydicom
+    from PIL import Image as PILImage
+    from skimage import data
+
+    from inverity.policy import Policy
+
+    icc_path = Path(pydicom.__file__).parent / "data" / "test_files" / "crayons.icc"
+    if not icc_path.is_file():
+        pytest.skip("pydicom's crayons.icc test profile not installed")
+    src = tmp_path / "p3.png"
+    PILImage.fromarray(data.chelsea()[::3, ::3]).save(src, icc_profile=icc_path.read_bytes())
+    avif_only = Policy.from_dict({"name": "avif-only", "extends": "delivery", "stages": ["avif"]})
+    rec = compress_one(src, avif_only, outdir=tmp_path / "o").record
+    assert rec["stage"] == "avif" and rec["metadata"]["dropped"] == ["icc"]
+    assert rec["metadata"]["icc_not_srgb"] == "Crayon Colours"
+    assert any(r.startswith("WARNING: ICC profile 'Crayon Colours' is not sRGB") for r in rec["reasons"])
+    keep = Policy.from_dict({"name": "avif-keep", "extends": "delivery", "stages": ["avif"], "metadata": "keep"})
+    with pytest.raises(NoCandidatePassedError, match="would drop icc"):
+        compress_one(src, keep, outdir=tmp_path / "k")
+
+
+def test_a_rejected_equivalent_choice_still_gives_its_sizes(tmp_path: Path) -> None:
+    src = tmp_path / "p.png"
+    src.write_bytes(imagecodecs.png_encode(_photo()))
+    pol = FakePolicy("pair", (GroupedCandidate("fake-lossy", 90, False, {}, "too lossy", FakeFloors(0), 0),
+                              GroupedCandidate("fake-lossless", None, False, {}, "lossless", FakeFloors(0), 0)))
+    rec = compress_one(src, pol, outdir=tmp_path / "o", toolkit=FAKE).record
+    lossy = next(a for a in rec["attempts"] if a["stage"] == "fake-lossy")
+    line = next(r for r in rec["reasons"] if r.startswith("fake-lossless "))
+    assert line.endswith(f"passed; failed the floors: fake-lossy (tried {lossy['bytes'] / 1000:.1f} kB) "
+                         "(at the same floors)") or line.endswith(f"(tried {lossy['bytes']} B) (at the same floors)")
+
+
+def test_real_delivery_keeps_a_non_srgb_icc_profile_by_choosing_a_stage_that_carries_it(tmp_path: Path) -> None:
+    _real()
+    import pydicom
+    from PIL import Image as PILImage
+    from skimage import data
+
+    icc_path = Path(pydicom.__file__).parent / "data" / "test_files" / "crayons.icc"
+    if not icc_path.is_file():
+        pytest.skip("pydicom's crayons.icc test profile not installed")
+    src = tmp_path / "wide.png"
+    PILImage.fromarray(data.chelsea()[::3, ::3]).save(src, icc_profile=icc_path.read_bytes())
+    rec = compress_one(src, "delivery", outdir=tmp_path / "o").record
+    assert rec["stage"] in ("webp", "jpeg", "png") and rec["metadata"]["kept"] == ["icc"]
+    from inverity.image import load
+
+    assert load(Path(rec["output"])).metadata.get("icc") == icc_path.read_bytes()

@@ -140,3 +140,129 @@ def test_registry_refuses_a_different_policy_under_a_taken_name() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         register_policy(Policy("archive", "not the archive"))
     assert register_policy(get_policy("archive")) is get_policy("archive")   # same value: idempotent
+
+
+# ---- floors merge key by key; loosening/removal explicit and recorded ------------------------------------------
+def test_extending_controlled_with_one_floor_keeps_every_other_check(tmp_path: Path) -> None:
+    f = tmp_path / "lenient.toml"
+    f.write_text('extends = "controlled"\n[floors]\nssimulacra2 = 50\n')
+    p = get_policy(f)
+    ctl = get_policy("controlled").floors
+    assert p.floors.ssimulacra2 == 50
+    for k in ("local_snr", "local_structure", "band_kept", "band_invented", "tile_band_kept", "edge_missing",
+              "edge_invented"):
+        assert getattr(p.floors, k) == getattr(ctl, k) is not None, k
+    assert p.floor_notes == ("floor ssimulacra2 loosened 70 -> 50 by policy lenient",)
+
+
+def test_removing_a_check_is_explicit_and_noted_and_stricter_values_need_no_note(tmp_path: Path) -> None:
+    f = tmp_path / "x.toml"
+    f.write_text('extends = "delivery"\n[floors]\nlocal_snr = false\nssimulacra2 = 80\npsnr = 30\n')
+    p = get_policy(f)
+    assert p.floors.local_snr is None and p.floors.ssimulacra2 == 80 and p.floors.psnr == 30
+    assert p.floor_notes == ("floor local_snr removed by policy x",)
+
+
+def test_lower_is_stricter_floors_and_parameters_are_noted_with_their_direction() -> None:
+    p = Policy.from_dict({"name": "e", "extends": "controlled",
+                          "floors": {"edge_missing": 0.6, "band_invented": 0.2, "tile": 64}})
+    assert "floor edge_missing loosened 0.35 -> 0.6 by policy e" in p.floor_notes
+    assert not any("band_invented" in n for n in p.floor_notes)         # 0.5 -> 0.2 is stricter
+    assert "floor parameter tile changed 32 -> 64 by policy e" in p.floor_notes
+
+
+def test_a_parameter_cannot_be_removed(tmp_path: Path) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text('extends = "delivery"\n[floors]\ntile = false\n')
+    with pytest.raises(PolicyError, match="tile is a parameter"):
+        get_policy(f)
+
+
+def test_shipped_web_keeps_deliverys_local_snr_and_radiology_notes_the_lossless_removal() -> None:
+    web = get_policy("web")
+    assert web.floors.local_snr == get_policy("delivery").floors.local_snr is not None
+    assert web.floors.ssimulacra2 == 75 and web.floors.worst_tile_psnr == 26 and web.floor_notes == ()
+    rad = get_policy("radiology-near-lossless")
+    assert rad.floor_notes and rad.floor_notes[0].startswith("floor lossless removed by policy "
+                                                             "radiology-near-lossless")
+
+
+def test_floor_notes_survive_the_dict_round_trip(tmp_path: Path) -> None:
+    f = tmp_path / "l.toml"
+    f.write_text('extends = "delivery"\n[floors]\nssimulacra2 = 60\n')
+    p = get_policy(f)
+    again = Policy.from_dict(json.loads(json.dumps(p.to_dict())), source=p.source)
+    assert again == p and again.floor_notes == p.floor_notes
+
+
+# ---- shipped policies by name ----------------------------------------------------------------------------------
+def test_shipped_policies_are_usable_by_name_from_any_directory(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("web", "radiology-near-lossless", "gpu-controlled", "archive-png"):
+        assert get_policy(name).name == name
+    with pytest.raises(UnknownIdError) as e:
+        get_policy("webb")
+    msg = str(e.value)
+    assert "'webb'" in msg and "web" in msg and "radiology-near-lossless" in msg and ".toml" in msg
+
+
+# ---- metadata / review / effort ----------------------------------------------------------------------------------
+def test_metadata_mode_defaults_and_the_older_keep_metadata_spelling(tmp_path: Path) -> None:
+    assert {n: get_policy(n).metadata for n in ("archive", "diagnostic", "delivery", "controlled")} == \
+        {"archive": "keep", "diagnostic": "keep", "delivery": "strip", "controlled": "strip"}
+    f = tmp_path / "m.toml"
+    f.write_text('extends = "archive"\nkeep_metadata = false\n')
+    assert get_policy(f).metadata == "strip"
+    f.write_text('extends = "delivery"\nmetadata = "refuse"\n')
+    p = get_policy(f)
+    assert p.metadata == "refuse" and not p.keep_metadata
+    f.write_text('extends = "delivery"\nmetadata = "keep"\n')
+    assert get_policy(f).keep_metadata
+    with pytest.raises(PolicyError, match="contradicts metadata"):
+        Policy("x", keep_metadata=True, metadata="strip")
+
+
+def test_review_and_effort_parse_validate_and_default() -> None:
+    assert [get_policy(n).review for n in ("archive", "diagnostic", "delivery", "controlled")] == \
+        ["none", "none", "none", "learned"]
+    assert all(get_policy(n).effort == "balanced" for n in BUILTIN_POLICIES)
+    p = Policy.from_dict({"name": "s", "extends": "delivery", "review": "sample:0.05", "effort": "max"})
+    assert p.review_sample == 0.05 and p.effort == "max"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('review = "sometimes"', "review must be one of"), ('review = "sample:0"', "review must be one of"),
+    ('review = "sample:1.5"', "review must be one of"), ('effort = "extreme"', "effort must be one of fast"),
+    ('metadata = "drop"', "metadata must be one of keep, strip, refuse"), ("effort = 3", "effort must be a string"),
+])
+def test_bad_review_effort_metadata_are_refused(text: str, needle: str, tmp_path: Path) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(f'extends = "delivery"\n{text}\n')
+    with pytest.raises(PolicyError, match=needle):
+        get_policy(f)
+
+
+def test_delivery_accepts_only_what_every_browser_decodes() -> None:
+    assert get_policy("delivery").accept == ("avif", "webp", "jpeg", "png")
+    assert get_policy("controlled").accept is None
+
+
+def test_cli_takes_a_shipped_policy_by_name_and_names_the_choices_for_an_unknown_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import imagecodecs
+    import numpy as np
+
+    from inverity.cli import main
+
+    monkeypatch.chdir(tmp_path)                                   # not the source tree: package data lookup
+    y, x = np.mgrid[0:48, 0:64]
+    px = np.stack([(x * 4) % 256, (y * 5) % 256, ((x + y) * 2) % 256], -1).astype(np.uint8)
+    (tmp_path / "a.png").write_bytes(imagecodecs.png_encode(px))
+    assert main(["compress", "a.png", "-o", "out", "--policy", "web", "--jobs", "1", "--json"]) in (0, None)
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["status"] == "done" and rec["policy"] == "web"
+    assert Path(rec["output"]).suffix in (".avif", ".webp", ".jpg", ".png")
+    assert main(["compress", "a.png", "-o", "out2", "--policy", "webb"]) == 2
+    err = capsys.readouterr().err
+    assert "inverity: error: unknown policy 'webb'" in err and "radiology-near-lossless" in err

@@ -27,6 +27,8 @@ CAPS = {
     "jpegls": C(True, (8, 16), (1, 3, 4), True, (), near_lossless=True),
     "jpeg2000": C(True, (8, 16), (1, 2, 3, 4), True, ()),
     "learned": C(False, (8,), (3,), False, (), standard=False, learned=True),
+    "original": C(True, (8, 16), (1, 2, 3, 4), True, ("icc", "exif", "xmp", "dicom")),
+    "jxl-jpeg": C(True, (8,), (1, 3), False, ("icc", "exif", "xmp"), sources=("jpeg",)),
 }
 MODEL = {"name": "hp-gain", "decode_ms_per_mp": 4000.0}
 MODELS = {"hp-gain": MODEL}
@@ -77,14 +79,20 @@ def test_every_policy_and_kind_gives_reasoned_candidates(policy: str, kind: str)
 
 def test_delivery_photo_searches_standard_lossy_formats_in_table_order() -> None:
     p = mk(prof("photo"), "delivery")
-    assert ids(p) == ["avif", "webp", "jpeg", "jxl"]
-    assert all(c.search and c.quality is None for c in p.candidates)
+    assert ids(p) == ["avif", "webp", "jpeg", "png"]      # no jxl: browsers do not decode it (accept)
+    assert "clients accept only avif, webp, jpeg, png" in next(s.reason for s in p.skipped if s.codec_id == "jxl")
+    assert all(c.search and c.quality is None for c in p.candidates[:3])
     assert p.candidates[0].floors == get_policy("delivery").floors
+    assert p.candidates[-1].floors.lossless and p.candidates[-1].group == 3     # PNG: the last resort
 
 
 @pytest.mark.parametrize("kind", LINE_ART_KINDS)
 def test_line_art_goes_lossless_or_near_lossless_where_smaller_with_stricter_lossy_floors(kind: str) -> None:
-    p = mk(prof(kind), "delivery")
+    # delivery: browser formats only (no JPEG XL, no JPEG-LS)
+    d = mk(prof(kind), "delivery")
+    assert ids(d) == ["webp-lossless", "png", "avif", "webp", "jpeg"] and {c.group for c in d.candidates} == {0}
+    # where the clients accept everything (here: controlled, whose learned stage skips line art), the full table
+    p = mk(prof(kind), "controlled")
     assert {c.group for c in p.candidates} == {0}  # one group: the smallest passing candidate wins
     ids_ = [c.codec_id for c in p.candidates]
     assert ids_[:4] == ["webp-lossless", "png", "jxl-lossless", "jpegls"]
@@ -95,13 +103,24 @@ def test_line_art_goes_lossless_or_near_lossless_where_smaller_with_stricter_los
     assert all(c.floors.ssimulacra2 >= 80 for c in lossy)
 
 
-def test_controlled_puts_learned_first_for_an_in_distribution_photo_within_budget() -> None:
+def test_controlled_puts_learned_in_the_same_group_as_avif_for_an_in_distribution_photo() -> None:
     p = mk(prof("photo"), "controlled")
     c = p.candidates[0]
     assert c.codec_id == "learned" and c.search and c.options == {"model": "hp-gain"} and c.group == 0
-    assert "in distribution" in c.reason and "ms" in c.reason
+    assert "in distribution" in c.reason and "ms" in c.reason and "verified with structure checks" in c.reason
     assert c.floors == get_policy("controlled").floors and c.floors.edge_missing is not None
-    assert ids(p)[1:] == ["avif", "webp", "jpeg", "jxl"]
+    assert ids(p)[1:] == ["avif", "webp", "jpeg", "jxl", "png"]
+    # the learned stage competes with AVIF (smallest passing wins) at the same floors; the rest are fallbacks
+    assert [(x.codec_id, x.group) for x in p.candidates[:3]] == [("learned", 0), ("avif", 0), ("webp", 1)]
+    assert p.candidates[1].floors == c.floors
+
+
+def test_learned_reason_says_which_structure_checks_a_policy_removed() -> None:
+    lenient = Policy.from_dict({"name": "lenient", "extends": "controlled",
+                                "floors": {"ssimulacra2": 50, "edge_missing": False}})
+    c = mk(prof("photo"), lenient).candidates[0]
+    assert c.codec_id == "learned" and "verified with structure checks" not in c.reason
+    assert "structure checks edge_missing not applied (policy lenient)" in c.reason
 
 
 @pytest.mark.parametrize("case, profile, policy, models, needle", [
@@ -148,13 +167,13 @@ def test_sixteen_bit_gets_only_sixteen_bit_stages() -> None:
         assert all(16 in CAPS[c].bit_depths for c in ids(p)), (policy, ids(p))
         assert all(1 in CAPS[c].channels for c in ids(p))
     d = mk(prof("photo", bit_depth=16), "delivery")
-    assert ids(d) == ["avif", "jxl"]
+    assert ids(d) == ["avif", "png"]
     assert any("this image is 16-bit" in s.reason for s in d.skipped if s.codec_id == "webp")
 
 
 def test_alpha_gets_only_stages_that_keep_alpha() -> None:
     p = mk(prof("photo", channels=4, flags=("alpha",)), "delivery")
-    assert ids(p) == ["avif", "webp", "jxl"]
+    assert ids(p) == ["avif", "webp", "png"]
     assert "cannot store the alpha channel" in next(s.reason for s in p.skipped if s.codec_id == "jpeg") or \
         "channels" in next(s.reason for s in p.skipped if s.codec_id == "jpeg")
     ga = mk(prof("drawing", channels=2, flags=("alpha",)), "archive")
@@ -163,12 +182,12 @@ def test_alpha_gets_only_stages_that_keep_alpha() -> None:
 
 def test_archive_refuses_stages_that_would_drop_metadata() -> None:
     p = mk(prof("photo", meta=("icc", "exif")), "archive")
-    assert ids(p) == ["png"]
+    assert ids(p) == ["png"]                          # (no image given: the original's format is unknown)
     why = {s.codec_id: s.reason for s in p.skipped}
     assert "jpegls would drop icc, exif" in why["jpegls"]
     assert "jxl-lossless would drop icc (it keeps exif)" in why["jxl-lossless"]
     # delivery does not promise metadata: nothing is refused for it
-    assert ids(mk(prof("photo", meta=("icc", "exif")), "delivery")) == ["avif", "webp", "jpeg", "jxl"]
+    assert ids(mk(prof("photo", meta=("icc", "exif")), "delivery")) == ["avif", "webp", "jpeg", "png"]
 
 
 def test_dicom_goes_diagnostic_and_keeps_its_dataset_via_a_transfer_syntax() -> None:
@@ -191,7 +210,7 @@ def test_bounded_error_policy_uses_jpegls_near_first() -> None:
 
 def test_accept_list_restricts_formats_and_says_so() -> None:
     web = Policy.from_dict({"name": "web", "extends": "delivery", "accept": ["webp", "jpeg", "png"]})
-    assert ids(mk(prof("photo"), web)) == ["webp", "jpeg"]
+    assert ids(mk(prof("photo"), web)) == ["webp", "jpeg", "png"]
     line = mk(prof("screen"), web)
     assert ids(line) == ["webp-lossless", "png", "webp", "jpeg"]
     assert "clients accept only webp, jpeg, png" in next(s.reason for s in line.skipped if s.codec_id == "avif")
@@ -223,7 +242,7 @@ def test_auto_resolution_flags_and_image_override() -> None:
 def test_plan_reads_channels_bit_depth_and_metadata_from_the_image_when_given() -> None:
     img = Image(np.zeros((16, 16, 4), np.uint8), metadata={"icc": b"profile"})
     p = mk(prof("photo", channels=3), "archive", image=img)
-    assert ids(p) == ["png"]
+    assert ids(p) == ["png", "original"]
 
 
 def test_stage_not_installed_is_skipped_not_fatal() -> None:
@@ -235,7 +254,7 @@ def test_stage_not_installed_is_skipped_not_fatal() -> None:
 
 def test_plan_and_explain_are_the_public_shortcuts() -> None:
     cands = plan(prof("photo"), "delivery", stages=CAPS, models=MODELS)
-    assert [c.codec_id for c in cands] == ["avif", "webp", "jpeg", "jxl"]
+    assert [c.codec_id for c in cands] == ["avif", "webp", "jpeg", "png"]
     lines = explain(prof("photo"), "controlled", stages=CAPS, models={})
     assert lines[0] == "policy controlled" and any("missing" in ln for ln in lines)
     d = mk(prof("photo"), "controlled").to_dict()
@@ -263,3 +282,69 @@ def test_real_registry_agrees_with_the_contract_capabilities() -> None:
                 assert getattr(real, f) == getattr(ours, f), (cid, f)
     # and the default plan (registry + zoo) works end to end
     assert [c.codec_id for c in plan(prof("photo"), "delivery")][:1] == ["avif"]
+
+
+# ---- archive: keep the original, transcode JPEG losslessly ------------------------------------------------------
+def _img(fmt: str) -> Image:
+    return Image(np.zeros((16, 16, 3), np.uint8), source_format=fmt)
+
+
+def test_archive_of_a_jpeg_offers_the_lossless_transcode_and_the_original_in_one_group() -> None:
+    p = mk(prof("photo"), "archive", image=_img("jpeg"))
+    assert ids(p) == ["jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"]
+    assert {c.group for c in p.candidates} == {0} and all(c.floors.lossless for c in p.candidates)
+
+
+def test_archive_of_a_png_skips_the_jpeg_transcode_with_a_reason_but_keeps_the_original() -> None:
+    p = mk(prof("drawing"), "archive", image=_img("png"))
+    assert "jxl-jpeg" not in ids(p) and ids(p)[-1] == "original"
+    assert "transcodes jpeg inputs only; this input is png" in next(s.reason for s in p.skipped
+                                                                       if s.codec_id == "jxl-jpeg")
+
+
+def test_delivery_never_offers_the_original_or_the_transcode() -> None:
+    for pol in ("delivery", "controlled"):
+        assert not {"original", "jxl-jpeg"} & set(ids(mk(prof("photo"), pol, image=_img("jpeg"))))
+
+
+def test_jpeg_xl_is_delivered_only_where_accept_names_it() -> None:
+    jxl_ok = Policy.from_dict({"name": "modern", "extends": "delivery", "accept": ["avif", "jxl", "jpeg"]})
+    assert ids(mk(prof("photo"), jxl_ok)) == ["avif", "jpeg", "jxl"]
+    auto = mk(prof("drawing"), "auto")                    # auto -> delivery inherits the browser set
+    assert auto.policy.name == "delivery" and not {"jxl", "jxl-lossless", "jpegls"} & set(ids(auto))
+
+
+def _crayons_icc() -> bytes:
+    from pathlib import Path
+
+    import pydicom
+
+    p = Path(pydicom.__file__).parent / "data" / "test_files" / "crayons.icc"
+    if not p.is_file():
+        pytest.skip("pydicom's crayons.icc test profile not installed")
+    return p.read_bytes()
+
+
+def test_a_non_srgb_icc_profile_is_kept_where_a_stage_can_carry_it_else_dropped_with_a_note() -> None:
+    from helpers import srgb_icc
+
+    wide = Image(np.zeros((16, 16, 3), np.uint8), source_format="png", metadata={"icc": _crayons_icc()})
+    p = mk(prof("photo"), "delivery", image=wide)
+    assert ids(p) == ["webp", "jpeg", "png"]                  # AVIF cannot carry the ICC profile
+    assert "not sRGB" in next(s.reason for s in p.skipped if s.codec_id == "avif")
+    # an sRGB profile changes nothing: dropping it mislabels nothing
+    srgb = Image(np.zeros((16, 16, 3), np.uint8), source_format="png", metadata={"icc": srgb_icc()})
+    assert ids(mk(prof("photo"), "delivery", image=srgb)) == ["avif", "webp", "jpeg", "png"]
+    # when no allowed stage can carry it, routing goes on (the record says it was dropped)
+    only_avif = Policy.from_dict({"name": "avif-only", "extends": "delivery", "stages": ["avif"]})
+    q = mk(prof("photo"), only_avif, image=wide)
+    assert ids(q) == ["avif"] and any("non-sRGB ICC profile 'Crayon Colours'" in n for n in q.notes)
+
+
+def test_line_art_delivery_keeps_the_original_where_browsers_take_its_format() -> None:
+    png = mk(prof("drawing"), "delivery", image=_img("png"))
+    assert ids(png)[-1] == "original" and {c.group for c in png.candidates} == {0}   # competes: smallest wins
+    tif = mk(prof("drawing"), "delivery", image=_img("tiff"))
+    assert "original" not in ids(tif)
+    assert "original writes tiff" in next(s.reason for s in tif.skipped if s.codec_id == "original")
+    assert "original" not in ids(mk(prof("photo"), "delivery", image=_img("png")))     # photos: re-encoded

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Sequence
 
+from . import _promises as promises
 from ._atomic import atomic_write_bytes
 from .errors import CodecError, InputError, InverityError, error_line, safe_text
 from .outputs import check_output, check_output_dir, same_file
@@ -57,7 +58,7 @@ DICOM_TRANSFER_SYNTAX: dict[str, str] = {"jpegls": "jpegls", "jpeg2000": "jpeg20
 #: file extension by sniffed format, used only when a stage declares none
 _FORMAT_EXT: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "jpegls": ".jls", "webp": ".webp", "avif": ".avif",
                                "jxl": ".jxl", "jp2": ".jp2", "j2k": ".j2k", "tiff": ".tif", "dicom": ".dcm",
-                               "inv": ".inv"}
+                               "inv": ".inv", "gif": ".gif", "bmp": ".bmp"}
 #: formats the walker treats as images (by content); everything else in a walked directory is skipped with a note
 _IMAGE_FORMATS: frozenset[str] = frozenset(_FORMAT_EXT) - {"inv"} | {"gif", "bmp"}
 #: default quality-search bounds when neither the candidate nor the stage declares them (learned: from the zoo)
@@ -425,16 +426,21 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
     attempts: list[dict[str, Any]] = record["attempts"]
     for group in _groups(candidates):
         if dicom_out and any(c.codec_id in DICOM_TRANSFER_SYNTAX for c in group):
+            dicom_ok = {c.codec_id for c in group if c.codec_id in DICOM_TRANSFER_SYNTAX
+                        or promises.carries(tk.get_stage, c.codec_id, "dicom")}
             for c in group:
-                if c.codec_id not in DICOM_TRANSFER_SYNTAX:
+                if c.codec_id not in dicom_ok:
                     record["reasons"].append(f"{c.codec_id} not tried: not a DICOM transfer syntax")
-            group = [c for c in group if c.codec_id in DICOM_TRANSFER_SYNTAX]
+            group = [c for c in group if c.codec_id in dicom_ok]
         passed: list[tuple[_Attempt, Any]] = []
+        rejected: list[tuple[Any, list[int]]] = []     # (candidate, sizes it tried): the record compares them too
         for cand in group:
+            n0 = len(attempts)
             a = _run_candidate(tk, image, cand, attempts)
             if a is not None:
                 passed.append((a, cand))
                 continue
+            rejected.append((cand, [e["bytes"] for e in attempts[n0:] if e.get("bytes")]))
             last = next((e for e in reversed(attempts) if e["stage"] == cand.codec_id), None)
             because = "; ".join(last["reasons"]) if last and last.get("reasons") else "failed"
             record["reasons"].append(f"{_label(cand)} rejected: {because}")
@@ -443,11 +449,15 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
             best.entry["chosen"] = True
             why = getattr(cand, "reason", "") or "passed"
             record["reasons"].append(f"{_label(cand)}: {why}")
-            if len(passed) > 1:
-                sizes = ", ".join(f"{_label(c)} {a.entry['bytes']} B" for a, c in passed)
-                record["reasons"].append(f"smallest of {len(passed)} passing equivalent choices ({sizes})")
+            if len(passed) > 1 or rejected:
+                record["reasons"].append(promises.sizes_reason(passed, _label, rejected))
             return best, cand
     return None, None
+
+
+def _refuse_if(message: str | None) -> None:
+    if message:
+        raise NoCandidatePassedError(message)
 
 
 def _label(cand: Any) -> str:
@@ -553,6 +563,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
         why = reason or getattr(concrete, "reason", None)
         record["reasons"].append(f"auto -> {_policy_name(concrete)}" + (f": {why}" if why else ""))
     record["policy_resolved"] = _policy_name(concrete)
+    promises.policy_promises(record, concrete)
+    promises.attach_source(image, data)
 
     candidates = list(tk.plan(profile, concrete, _routing_view(image)))
     if media_types is not None:
@@ -563,9 +575,12 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
-            skipped = [ln for ln in tk.explain(profile, concrete, image) if ln.startswith("skipped ")]
+            lines = tk.explain(profile, concrete, _routing_view(image))
+            skipped = [ln for ln in lines if ln.startswith("skipped ")]
             record["reasons"].extend(skipped)
-            why = f"; first refusal: {skipped[0][len('skipped '):]}" if skipped else ""
+            # a metadata refusal is the one to name: it is the policy's choice, not a limit of the image
+            first = next((ln for ln in skipped if " would drop " in ln), skipped[0] if skipped else "")
+            why = f"; first refusal: {first[len('skipped '):]}" if first else ""
         raise NoCandidatePassedError(f"{asset.path}: policy {record['policy_resolved']} allows no stage for this "
                                      f"image ({prof.get('kind')}, {image.colour}, {image.bit_depth}-bit){why}")
     dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
@@ -581,10 +596,18 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
 
     payload, checks = chosen.payload, chosen.checks
     ext = _ext_for(chosen.stage, payload)
-    # DICOM in + archive/diagnostic: DICOM out, the dataset intact and the pixels losslessly re-encoded.
-    if dicom_out:
+    # DICOM in + archive/diagnostic: DICOM out, the dataset intact and the pixels losslessly re-encoded
+    # (unless the chosen output is itself the DICOM file: the original kept as is).
+    if dicom_out and not promises.carries(tk.get_stage, chosen.entry["stage"], "dicom"):
         payload, checks = _as_dicom(tk, image, chosen_cand, chosen, record)
         ext = ".dcm"
+    else:
+        _refuse_if(promises.check_restorable(chosen.stage, payload, record))
+        if dicom_out:
+            record["container"] = "dicom"                 # the original DICOM file, dataset and all
+    _refuse_if(promises.metadata_record(image, chosen.stage, record, concrete, _CARRIED_METADATA,
+                                        dicom_container=dicom_out))
+    promises.growth_note(record, len(payload), len(data), [c.codec_id for c in candidates], _family(tk, concrete))
 
     rel = output_rel(asset, ext)
     out = outdir / rel

@@ -10,14 +10,17 @@ Built-ins (DESIGN.md "Policies"):
 
 ============  ================================================================================================
 ``archive``     lossless only, standardised formats (PNG, JPEG 2000, JPEG-LS, JPEG XL lossless), metadata kept,
-                bit-exact round trip verified, never learned
+                bit-exact round trip verified, never learned; never bigger than the input: keeping the
+                original file is a candidate, and a JPEG is transcoded losslessly to JPEG XL (``jxl-jpeg``,
+                the JPEG restorable byte for byte) rather than re-encoded as pixels
 ``diagnostic``  lossless by default, or every sample within ``max_abs_error`` (JPEG-LS near-lossless); never
                 learned; DICOM keeps its dataset and gets a lossless transfer syntax
-``delivery``    standard formats clients decode (optionally an ``accept`` list), quality searched per image to
-                meet a perceptual floor at the fewest bytes; line art/screens lossless or near-lossless;
-                never learned
-``controlled``  delivery plus the learned stage first for in-distribution photos within the decode budget on
-                the declared hardware, verified with the structure checks as well
+``delivery``    formats every major browser decodes (AVIF, WebP, JPEG, PNG; JPEG XL only where a policy's
+                ``accept`` names it), quality searched per image to meet a perceptual floor at the fewest
+                bytes; line art/screens lossless where that is smaller; never learned
+``controlled``  delivery plus the learned stage, competing with the classical candidates (smallest passing
+                wins) for in-distribution photos within the decode budget on the declared hardware, verified
+                with the structure checks as well; review ``learned``
 ``auto``        picks archive/diagnostic/delivery per asset (:func:`inverity.route.resolve_policy`); never
                 ``controlled``: the learned stage is always the user's explicit choice
 ============  ================================================================================================
@@ -29,8 +32,35 @@ User policies are TOML files; every key is checked, and contradictions are refus
     extends = "delivery"            # start from a built-in (optional)
     description = "browsers: AVIF, WebP or JPEG"
     accept = ["avif", "webp", "jpeg"]
+    metadata = "strip"              # keep | strip | refuse (see below)
+    review = "none"                 # none | required | learned | sample:P (0 < P <= 1)
+    effort = "balanced"             # fast | balanced | max (how hard the quality search works)
     [floors]
-    ssimulacra2 = 75
+    ssimulacra2 = 75                # stricter than delivery's 70: fine, nothing to declare
+    local_snr = false               # removes delivery's local_snr check: recorded in every decision record
+
+Floors of a policy that ``extends`` another are merged with the parent's **key by key**: a key the file does
+not name keeps the parent's value. Loosening or removing a check is allowed, but only by writing it in the
+file, and it is never silent: ``key = false`` removes a check (``lossless = false`` too), a value weaker than
+the parent's loosens it, and each such change becomes a note (``Policy.floor_notes``) that the pipeline writes
+into every decision record — ``"floor local_snr removed by policy web"``, ``"floor ssimulacra2 loosened 70 ->
+50 by policy x"``. ``max_abs_error = n`` on a lossless parent removes ``lossless`` the same, recorded way.
+Without ``extends`` the ``[floors]`` table is the whole set of floors (there is no parent to lose checks from).
+
+``metadata`` says what happens to metadata (DICOM dataset, ICC profile, EXIF, XMP) an output cannot carry:
+``keep`` — only stages whose output carries all of it are candidates; if none can, the asset is refused with an
+error naming what would be lost; ``strip`` — the output carries what its format can and the rest is dropped and
+named in the record (``metadata``: kept/dropped) and the CLI summary; ``refuse`` — routing ignores metadata, but
+an asset whose chosen output would drop any is refused rather than written. Built-in defaults: archive and
+diagnostic ``keep``; delivery and controlled ``strip``. (``keep_metadata = true`` is the older spelling of
+``metadata = "keep"``.)
+
+``review`` (default ``none``; ``learned`` under controlled) and ``effort`` (default ``balanced``) are parsed,
+validated and recorded here (``review_policy``/``effort`` in every decision record); the review workflow and
+the quality search act on them.
+
+Shipped example policies (``inverity/policies/*.toml``: ``web``, ``radiology-near-lossless``,
+``gpu-controlled``, ``archive-png``) are usable by name from any directory: ``--policy web``.
 
 Examples
 --------
@@ -46,6 +76,8 @@ inverity.errors.PolicyError: policy x: allow_learned contradicts lossless_only .
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -61,22 +93,49 @@ else:  # pragma: no cover - pyproject pins tomli for 3.10
     import tomli as tomllib
 
 __all__ = ["Policy", "BUILTIN_POLICIES", "HARDWARE", "FORMATS", "CODEC_FORMAT", "KNOWN_CODEC_IDS",
-           "get_policy", "register_policy", "list_policies", "load_policy_file", "example_policies"]
+           "METADATA_MODES", "REVIEW_MODES", "EFFORTS", "BROWSER_FORMATS", "get_policy", "register_policy",
+           "list_policies", "load_policy_file", "example_policies", "merge_floors", "client_format"]
 
 #: the built-in policy names (contract)
 BUILTIN_POLICIES = ("auto", "archive", "diagnostic", "delivery", "controlled")
 HARDWARE = ("cpu", "gpu")
+#: what happens to metadata an output cannot carry (module docstring)
+METADATA_MODES = ("keep", "strip", "refuse")
+#: which outputs wait for a human verdict; ``sample:P`` = a random share P (0 < P <= 1) of them
+REVIEW_MODES = ("none", "required", "learned", "sample:P")
+#: how hard the quality search works
+EFFORTS = ("fast", "balanced", "max")
+#: what every major browser decodes (Chromium, Firefox, Safari): delivery's default ``accept``
+BROWSER_FORMATS = ("avif", "webp", "jpeg", "png")
 
 #: delivery formats a client may accept, and the stage ids that produce each (``accept`` is checked against it)
 CODEC_FORMAT: dict[str, str] = {
     "jpeg": "jpeg", "webp": "webp", "webp-lossless": "webp", "avif": "avif", "jxl": "jxl",
     "jxl-lossless": "jxl", "png": "png", "jpegls": "jls", "jpeg2000": "jp2", "learned": "inv",
+    "jxl-jpeg": "jxl", "original": "*",
 }
-FORMATS = tuple(sorted(set(CODEC_FORMAT.values())))
+#: ``"*"`` above: the stage writes the input's own format (``original``), checked per asset by the router
+FORMATS = tuple(sorted(set(CODEC_FORMAT.values()) - {"*"}))
 _FORMAT_ALIASES = {"jpg": "jpeg", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/webp": "webp",
                    "image/avif": "avif", "image/jxl": "jxl", "image/png": "png", "jpegls": "jls", "jpeg-ls": "jls",
                    "image/jls": "jls", "jpeg2000": "jp2", "j2k": "jp2", "image/jp2": "jp2",
                    "application/x-inverity": "inv"}
+
+
+def client_format(codec_id: str, source_format: str | None = None) -> str | None:
+    """The accept-list format a stage writes (``original``: the input's format, by its sniffed name).
+
+    Examples
+    --------
+    >>> client_format("webp-lossless"), client_format("original", "png"), client_format("original", "jpegls")
+    ('webp', 'png', 'jls')
+    """
+    fmt = CODEC_FORMAT.get(codec_id)
+    if fmt == "*":
+        return _FORMAT_ALIASES.get(source_format or "", source_format) if source_format else None
+    return fmt
+
+
 #: the codec ids of the stage contract (used when the stage registry cannot be imported)
 KNOWN_CODEC_IDS = tuple(CODEC_FORMAT)
 #: stages that only ever lose information (refused by ``lossless_only``)
@@ -84,7 +143,7 @@ _LOSSY_ONLY = ("jpeg", "webp", "avif", "jxl", "learned")
 
 _TOML_KEYS = ("name", "description", "extends", "stages", "floors", "allow_learned", "lossless_only",
               "max_abs_error", "decode_budget_ms_per_mp", "hardware", "accept", "standard_only", "keep_metadata",
-              "model")
+              "model", "metadata", "review", "effort", "floor_notes")
 
 
 @dataclass(frozen=True)
@@ -113,7 +172,17 @@ class Policy:
     standard_only : bool
         Only standardised formats (no ``.inv``).
     keep_metadata : bool
-        Refuse stages whose output cannot carry the image's metadata (ICC, EXIF, XMP, DICOM dataset).
+        ``metadata == "keep"`` (the older spelling; the two are kept in agreement).
+    metadata : ``"keep"``, ``"strip"`` or ``"refuse"``
+        What happens to metadata (ICC, EXIF, XMP, DICOM dataset) an output cannot carry (module docstring);
+        ``None`` on construction = from ``keep_metadata``.
+    review : str
+        ``none``, ``required``, ``learned`` or ``sample:P``: which outputs wait for a human verdict.
+    effort : str
+        ``fast``, ``balanced`` or ``max``: how hard the quality search works.
+    floor_notes : tuple of str
+        Each floor this policy loosened or removed relative to the policy it extends (written into every
+        decision record).
     model : str or None
         The learned model to use (``None`` = the zoo's default).
     source : str
@@ -134,11 +203,16 @@ class Policy:
     keep_metadata: bool = False
     model: str | None = None
     source: str = "builtin"
+    metadata: str | None = None
+    review: str = "none"
+    effort: str = "balanced"
+    floor_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = self.name
         if not isinstance(n, str) or not n.strip():
             raise PolicyError("policy: name must be a non-empty string")
+        self._check_modes(n)
         if not isinstance(self.floors, Floors):
             raise PolicyError(f"policy {n}: floors must be a Floors, got {type(self.floors).__name__}")
         if self.hardware not in HARDWARE:
@@ -198,6 +272,37 @@ class Policy:
         if n == "auto" and self.source == "builtin" and self.allow_learned:
             raise PolicyError("policy auto never allows the learned stage")
 
+    def _check_modes(self, n: str) -> None:
+        """Validate ``metadata``/``review``/``effort`` and reconcile ``metadata`` with ``keep_metadata``."""
+        m = self.metadata
+        if m is None:
+            object.__setattr__(self, "metadata", "keep" if self.keep_metadata else "strip")
+        elif m not in METADATA_MODES:
+            raise PolicyError(f"policy {n}: metadata must be one of {', '.join(METADATA_MODES)}, got {m!r}")
+        elif self.keep_metadata and m != "keep":
+            raise PolicyError(f"policy {n}: keep_metadata = true contradicts metadata = {m!r}")
+        else:
+            object.__setattr__(self, "keep_metadata", m == "keep")
+        if self.effort not in EFFORTS:
+            raise PolicyError(f"policy {n}: effort must be one of {', '.join(EFFORTS)}, got {self.effort!r}")
+        r = self.review
+        if not isinstance(r, str) or (r not in REVIEW_MODES[:3] and _sample_share(r) is None):
+            raise PolicyError(f"policy {n}: review must be one of none, required, learned or sample:P with "
+                              f"0 < P <= 1 (e.g. sample:0.05), got {r!r}")
+        if not isinstance(self.floor_notes, tuple) or not all(isinstance(x, str) for x in self.floor_notes):
+            raise PolicyError(f"policy {n}: floor_notes must be a list of strings")
+
+    @property
+    def review_sample(self) -> float | None:
+        """The share P of ``review = "sample:P"`` (``None`` for the other review modes).
+
+        Examples
+        --------
+        >>> Policy("x", review="sample:0.25").review_sample
+        0.25
+        """
+        return _sample_share(self.review)
+
     # -- (de)serialisation -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; ``Policy.from_dict(p.to_dict()) == p``."""
@@ -208,7 +313,8 @@ class Policy:
                 "max_abs_error": self.max_abs_error, "decode_budget_ms_per_mp": self.decode_budget_ms_per_mp,
                 "hardware": self.hardware, "accept": list(self.accept) if self.accept is not None else None,
                 "standard_only": self.standard_only, "keep_metadata": self.keep_metadata, "model": self.model,
-                "source": self.source}
+                "metadata": self.metadata, "review": self.review, "effort": self.effort,
+                "floor_notes": list(self.floor_notes), "source": self.source}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "builtin") -> "Policy":
@@ -247,26 +353,112 @@ class Policy:
             if key == "floors":
                 continue
             kw[key] = _coerce(name, key, val)
+        # the two spellings of the metadata mode: the one the file names wins, the other follows it
+        if "keep_metadata" in data and "metadata" not in data:
+            kw["metadata"] = None
+        elif "metadata" in data and "keep_metadata" not in data:
+            kw["keep_metadata"] = False
+        parent_floors: Floors | None = base.get("floors") if ext is not None else None
+        table: Mapping[str, Any] | None = None
+        why = ""
         if "floors" in data:
             if data["floors"] is None:
                 kw["floors"] = Floors()
             elif isinstance(data["floors"], Floors):
                 kw["floors"] = data["floors"]
+            elif not isinstance(data["floors"], Mapping):
+                raise PolicyError(f"policy {name}: floors must be a table, got {type(data['floors']).__name__}")
             else:
-                floors = dict(data["floors"]) if isinstance(data["floors"], Mapping) else data["floors"]
-                try:
-                    kw["floors"] = Floors.from_dict(floors)
-                except PolicyError as exc:
-                    raise PolicyError(f"policy {name}: {exc}") from None
+                table = data["floors"]
         elif "max_abs_error" in data:
             e = kw.get("max_abs_error")
-            kw["floors"] = Floors.bounded(e) if e else Floors.lossless_only()
+            table = {"max_abs_error": e, "lossless": False} if e else {"lossless": True, "max_abs_error": None}
+            why = f" (max_abs_error = {e}: every sample within {e} instead)"
+            if parent_floors is None:
+                kw["floors"], table = (Floors.bounded(e) if e else Floors.lossless_only()), None
         elif data.get("lossless_only") is True:
-            kw["floors"] = Floors.lossless_only()
+            table = {"lossless": True}
+            if parent_floors is None:
+                kw["floors"], table = Floors.lossless_only(), None
         elif data.get("allow_learned") is True and "floors" not in base:
             kw["floors"] = Floors.controlled()
+        if table is not None:
+            try:
+                kw["floors"], notes = merge_floors(parent_floors, table, name)
+            except PolicyError as exc:
+                raise PolicyError(f"policy {name}: {exc}") from None
+            kw["floor_notes"] = tuple(kw.get("floor_notes") or ()) + tuple(n + why for n in notes)
         kw["source"] = source
         return cls(**kw)
+
+
+#: floors where a higher value is stricter, and where a lower one is (the rest of the numeric fields are
+#: parameters of a check — tile size, window, thresholds — whose change is recorded without a direction)
+_HIGHER_IS_STRICTER = ("psnr", "ssimulacra2", "ms_ssim", "worst_tile_psnr", "local_snr", "local_structure",
+                       "band_kept", "tile_band_kept")
+_LOWER_IS_STRICTER = ("max_abs_error", "band_invented", "edge_missing", "edge_invented")
+
+
+def merge_floors(parent: Floors | None, table: Mapping[str, Any], policy: str) -> tuple[Floors, list[str]]:
+    """``parent`` updated key by key from a ``[floors]`` table, and one note per loosened or removed check.
+
+    ``key = false`` (or ``None``) removes a check; a value weaker than the parent's loosens it; a stricter
+    value or a new check needs no note. ``parent=None`` (no ``extends``): the table is the whole set of floors.
+
+    Examples
+    --------
+    >>> f, notes = merge_floors(Floors.delivery(), {"ssimulacra2": 60, "local_snr": False, "psnr": 30}, "x")
+    >>> f.ssimulacra2, f.local_snr, f.psnr
+    (60.0, None, 30.0)
+    >>> notes
+    ['floor ssimulacra2 loosened 70 -> 60 by policy x', 'floor local_snr removed by policy x']
+    """
+    start = (parent or Floors()).to_dict()
+    removed = [k for k, v in table.items() if v is None or (v is False and k != "lossless")]
+    params = [k for k in removed if k in start and k != "lossless" and k not in _HIGHER_IS_STRICTER
+              and k not in _LOWER_IS_STRICTER]
+    if params:
+        raise PolicyError(f"floors: {', '.join(params)} {'is a parameter' if len(params) == 1 else 'are parameters'}"
+                          " of a check, not a check; it cannot be removed (remove the check instead)")
+    given = Floors.from_dict({k: v for k, v in table.items() if k not in removed})  # unknown keys, types
+    merged = dict(start)
+    for k in table:
+        merged[k] = None if k in removed else getattr(given, k)
+    floors = Floors(**merged)
+    notes: list[str] = []
+    if parent is not None:
+        for k in table:
+            note = _floor_change(k, start[k], merged[k], policy)
+            if note:
+                notes.append(note)
+    return floors, notes
+
+
+def _floor_change(key: str, old: Any, new: Any, policy: str) -> str | None:
+    """The record's note for one floor a policy changed, or None when the change is not a weakening."""
+    if old == new:
+        return None
+    if key == "lossless":
+        return f"floor lossless removed by policy {policy}" if old and not new else None
+    if key in _HIGHER_IS_STRICTER or key in _LOWER_IS_STRICTER:
+        if new is None:
+            return f"floor {key} removed by policy {policy}" if old is not None else None
+        if old is None:
+            return None                                   # a new check: stricter
+        weaker = new < old if key in _HIGHER_IS_STRICTER else new > old
+        return f"floor {key} loosened {old:g} -> {new:g} by policy {policy}" if weaker else None
+    return f"floor parameter {key} changed {old:g} -> {new:g} by policy {policy}"
+
+
+def _sample_share(review: Any) -> float | None:
+    """P of ``"sample:P"`` when 0 < P <= 1, else None."""
+    if not isinstance(review, str) or not review.startswith("sample:"):
+        return None
+    try:
+        p = float(review[len("sample:"):])
+    except ValueError:
+        return None
+    return p if math.isfinite(p) and 0 < p <= 1 else None
 
 
 def _coerce(name: str, key: str, val: Any) -> Any:
@@ -281,6 +473,12 @@ def _coerce(name: str, key: str, val: Any) -> Any:
     if key in ("name", "description", "hardware", "model"):
         want(val is None or isinstance(val, str), "a string")
         return val
+    if key in ("metadata", "review", "effort"):
+        want(isinstance(val, str), "a string")
+        return val.strip().lower()
+    if key == "floor_notes":
+        want(isinstance(val, (list, tuple)) and all(isinstance(v, str) for v in val), "a list of strings")
+        return tuple(val)
     if key == "max_abs_error":
         want(val is None or (isinstance(val, int) and not isinstance(val, bool)), "an integer >= 0")
         return val
@@ -339,27 +537,32 @@ def _auto() -> Policy:
 
 @register_policy
 def _archive() -> Policy:
-    return Policy("archive", "lossless only, standardised formats, metadata kept, bit-exact verified",
-                  stages=None, floors=Floors.lossless_only(), lossless_only=True, keep_metadata=True)
+    return Policy("archive", "lossless only, never bigger than the original (kept as is when nothing is smaller; "
+                  "a JPEG transcoded losslessly to JPEG XL), metadata kept, bit-exact verified",
+                  stages=None, floors=Floors.lossless_only(), lossless_only=True, metadata="keep")
 
 
 @register_policy
 def _diagnostic() -> Policy:
     return Policy("diagnostic", "lossless (or within max_abs_error), DICOM dataset kept, never learned",
-                  floors=Floors.lossless_only(), keep_metadata=True)
+                  floors=Floors.lossless_only(), metadata="keep")
 
 
 @register_policy
 def _delivery() -> Policy:
-    return Policy("delivery", "standard formats clients decode; quality searched to meet the perceptual floor "
-                  "at the fewest bytes; line art lossless or near-lossless", floors=Floors.delivery())
+    return Policy("delivery", "formats every major browser decodes (AVIF, WebP, JPEG, PNG); quality searched to "
+                  "meet the perceptual floor at the fewest bytes; line art lossless where smaller; metadata the "
+                  "output cannot carry is dropped and recorded", floors=Floors.delivery(), accept=BROWSER_FORMATS,
+                  metadata="strip")
 
 
 @register_policy
 def _controlled() -> Policy:
-    return Policy("controlled", "delivery plus the learned stage first for in-distribution photos within the "
-                  "decode budget (clients run our decoder)", floors=Floors.controlled(), allow_learned=True,
-                  standard_only=False, decode_budget_ms_per_mp=10000.0, hardware="cpu")
+    return Policy("controlled", "delivery plus the learned stage, competing with the classical candidates "
+                  "(smallest passing wins), for in-distribution photos within the decode budget (clients run our "
+                  "decoder); learned outputs wait for review", floors=Floors.controlled(), allow_learned=True,
+                  standard_only=False, decode_budget_ms_per_mp=10000.0, hardware="cpu", metadata="strip",
+                  review="learned")
 
 
 def load_policy_file(path: str | os.PathLike[str]) -> Policy:
@@ -369,6 +572,10 @@ def load_policy_file(path: str | os.PathLike[str]) -> Policy:
         raw = p.read_bytes()
     except OSError as exc:
         raise PolicyError(f"policy file {p}: cannot read ({exc.strerror or exc})") from None
+    return _policy_from_toml(raw, p)
+
+
+def _policy_from_toml(raw: bytes, p: Any) -> Policy:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -389,7 +596,7 @@ def get_policy(spec: "str | os.PathLike[str] | Policy") -> Policy:
     >>> get_policy("fast")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    inverity.errors.UnknownIdError: unknown policy 'fast'; available: archive, auto, controlled, ...
+    inverity.errors.UnknownIdError: unknown policy 'fast'; available: archive, archive-png, auto, ...
     """
     if isinstance(spec, Policy):
         return spec
@@ -398,10 +605,25 @@ def get_policy(spec: "str | os.PathLike[str] | Policy") -> Policy:
         return _REGISTRY[s]
     if s.lower().endswith(".toml") or os.sep in s or Path(s).is_file():
         return load_policy_file(s)
-    raise UnknownIdError("policy", s, [*_REGISTRY, "or a .toml file"])  # sorts last: reads as a sentence
+    shipped = _shipped_policies()
+    if s in shipped:                      # a shipped example by name, from any directory
+        return _policy_from_toml(shipped[s].read_bytes(), shipped[s])
+    err = UnknownIdError("policy", s, [*_REGISTRY, *shipped])
+    err.args = (f"{err} (or a policy .toml file)",)
+    raise err
+
+
+def _shipped_policies() -> dict[str, Any]:
+    """The ``*.toml`` files in the package's ``policies/`` data folder (importlib.resources: works installed,
+    zipped or from a source tree), by stem."""
+    try:
+        folder = importlib.resources.files("inverity") / "policies"
+        return {e.name[: -len(".toml")]: e for e in sorted(folder.iterdir(), key=lambda e: e.name)
+                if e.name.endswith(".toml") and e.is_file()}
+    except (FileNotFoundError, NotADirectoryError, ModuleNotFoundError):  # pragma: no cover - broken install
+        return {}
 
 
 def example_policies() -> dict[str, Path]:
-    """The example policy files shipped in ``inverity/policies/`` by name."""
-    d = Path(__file__).resolve().parent / "policies"
-    return {p.stem: p for p in sorted(d.glob("*.toml"))}
+    """The example policy files shipped in ``inverity/policies/`` by name (usable by name: ``get_policy("web")``)."""
+    return {name: Path(str(entry)) for name, entry in _shipped_policies().items()}

@@ -19,8 +19,9 @@ Stages that were considered but not allowed are not candidates; :func:`make_plan
 
     policy controlled
     1. learned q=search [group 0]: natural photo, in distribution (ood 3.1 <= 7.4), decode ≈ 1.8 s on cpu ...
-    2. avif q=search [group 1]: standard lossy format; quality searched to meet the floors at fewest bytes
-    skipped jpegls?near=2: ...
+    2. avif q=search [group 0]: lossy, quality searched to meet the floors at fewest bytes (controlled ...)
+    3. webp q=search [group 1]: ...
+    skipped jxl-jpeg: transcodes jpeg inputs only; this input is png
 
 Policy families
 ---------------
@@ -34,7 +35,13 @@ Examples
 >>> from inverity.analyse import Profile
 >>> from inverity.policy import get_policy
 >>> [c.codec_id for c in plan(Profile("photo", 0.9, width=64, height=64, channels=3), get_policy("delivery"))]
-['avif', 'webp', 'jpeg', 'jxl']
+['avif', 'webp', 'jpeg', 'png']
+
+(``jxl`` is in delivery's table but not in its default ``accept``: browsers do not decode JPEG XL.)
+
+Archive never makes an asset bigger: its single group also holds ``original`` (the input file kept as is) and,
+for JPEG inputs, ``jxl-jpeg`` (lossless JPEG → JPEG XL transcoding, the JPEG restorable byte for byte), so
+the smallest bit-exact choice wins and a re-encode larger than the original never does.
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ from typing import Any, Mapping, NamedTuple
 
 from .analyse import Profile
 from .image import Image
-from .policy import CODEC_FORMAT, Policy, get_policy
+from .policy import CODEC_FORMAT, Policy, client_format, get_policy
 from .verify import Floors
 
 __all__ = ["Candidate", "Skipped", "Plan", "Resolution", "PREFERENCES", "AUTO_BY_FLAG", "AUTO_BY_KIND",
@@ -60,20 +67,23 @@ _LINE_ART_DELIVERY: tuple[Group, ...] = (
     # one group: lossless or near-lossless *where that is smaller* (DESIGN.md) — the lossy stages compete,
     # held to the stricter line-art floors (KIND_FLOOR_OVERRIDES), and the smallest that passes wins; a
     # screentone-heavy comic page is often several times smaller as AVIF/JXL at SSIMULACRA2 >= 80
-    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg"),
+    # ``original``: the input file as is, where the clients accept its format and nothing smaller passes
+    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg", "original"),
 )
-_PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",))
+# PNG last: the one browser format for what no lossy one takes (16-bit gray: never silently reduced to 8 bits)
+_PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",), ("png",))
 
 #: family -> kind ("*" = any other) -> groups of table entries (``codec_id`` or ``codec_id?opt=value``)
 PREFERENCES: dict[str, dict[str, tuple[Group, ...]]] = {
-    # every archive candidate is bit-exact, so they are one group: the smallest wins
+    # every archive candidate is bit-exact, so they are one group: the smallest wins; keeping the original file
+    # and (JPEG inputs only) the lossless JPEG -> JPEG XL transcoding compete, so nothing grows
     "archive": {
-        "photo": (("jxl-lossless", "jpeg2000", "png", "jpegls"),),
-        "medical": (("jpegls", "jpeg2000", "jxl-lossless", "png"),),
-        "drawing": (("png", "jxl-lossless", "jpegls", "jpeg2000"),),
-        "screen": (("png", "jxl-lossless", "jpegls", "jpeg2000"),),
-        "synthetic": (("png", "jxl-lossless", "jpegls", "jpeg2000"),),
-        "*": (("jxl-lossless", "jpeg2000", "png", "jpegls"),),
+        "photo": (("jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"),),
+        "medical": (("jpegls", "jpeg2000", "jxl-lossless", "png", "jxl-jpeg", "original"),),
+        "drawing": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
+        "screen": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
+        "synthetic": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
+        "*": (("jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"),),
     },
     # lossless (or bounded error through JPEG-LS near=n); JPEG-LS and JPEG 2000 are also DICOM transfer syntaxes
     "diagnostic": {
@@ -88,9 +98,10 @@ PREFERENCES: dict[str, dict[str, tuple[Group, ...]]] = {
         "*": _PHOTO_DELIVERY,
     },
 }
-# controlled: the learned stage first for every kind (kept only when every condition holds, so a drawing's plan
-# still says *why* it was skipped), then delivery's table
-PREFERENCES["controlled"] = {kind: (("learned",),) + groups for kind, groups in PREFERENCES["delivery"].items()}
+# controlled: the learned stage competes in delivery's first group (smallest passing wins, DESIGN.md), for every
+# kind (kept only when every condition holds, so a drawing's plan still says *why* it was skipped)
+PREFERENCES["controlled"] = {kind: (("learned",) + groups[0],) + groups[1:]
+                             for kind, groups in PREFERENCES["delivery"].items()}
 
 #: lossy candidates for these kinds are held to stricter floors (text and thin lines show ringing first)
 KIND_FLOOR_OVERRIDES: dict[str, dict[str, float]] = {
@@ -322,7 +333,23 @@ def _learned_check(profile: Profile, policy: Policy, models: Mapping[str, Any], 
     else:
         cost = "no decode budget set"
     ood = f"ood {profile.ood_score:.1f} <= {profile.ood_threshold:.1f}" if profile.ood_score is not None else ""
-    return None, f"natural photo, in distribution ({ood}), model {name!r}, {cost}; verified with structure checks", name
+    return None, f"natural photo, in distribution ({ood}), model {name!r}, {cost}; {_verified_with(policy)}", name
+
+
+#: the floors that make up "the structure checks" (DESIGN.md: controlled verifies the learned stage with them)
+_STRUCTURE_CHECKS = ("local_structure", "band_kept", "band_invented", "tile_band_kept", "edge_missing",
+                     "edge_invented")
+
+
+def _verified_with(policy: Policy) -> str:
+    """What the learned candidate is verified against, said as it is (a policy may have removed checks)."""
+    checked = policy.floors.checked()
+    structure = [c for c in _STRUCTURE_CHECKS if c in checked]
+    if len(structure) == len(_STRUCTURE_CHECKS):
+        return "verified with structure checks"
+    missing = [c for c in _STRUCTURE_CHECKS if c not in checked]
+    return (f"verified against {', '.join(checked) or 'no floor'} — structure checks {', '.join(missing)} "
+            f"not applied (policy {policy.name})")
 
 
 def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None, *,
@@ -356,6 +383,7 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
 
     channels = image.channels if image is not None else profile.channels
     width = 8 * image.pixels.dtype.itemsize if image is not None else (16 if profile.bit_depth > 8 else 8)
+    src_format = getattr(image, "source_format", None) if image is not None else None
     alpha = image.has_alpha if image is not None else ("alpha" in profile.flags or channels in (2, 4))
     meta = sorted(k for k, v in image.metadata.items() if v) if image is not None else list(profile.metadata_keys)
     if "dicom" in profile.flags and "dicom" not in meta:
@@ -371,44 +399,73 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
         groups = table.get(profile.kind, table["*"])
         source = f"{family} table for {profile.kind}"
 
-    candidates: list[Candidate] = []
-    skipped: list[Skipped] = []
-    seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
-    out_group = -1
-    for group in groups:
-        kept_in_group = False
-        for entry in group:
-            cid, opts = _parse_entry(entry)
-            cap = caps.get(cid)
-            if cap is not None and getattr(cap, "near_lossless", False) and resolved.max_abs_error:
-                opts = {**opts, "near": int(resolved.max_abs_error)}        # the policy's bound wins
-            near = int(opts.get("near", 0) or 0)
-            key = (cid, tuple(sorted(opts.items())))
-            if key in seen:
-                continue
-            seen.add(key)
-            refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta)
-            learned_why, model_name = "", None
-            if refusal is None and getattr(cap, "learned", False):
-                refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp)
-            if refusal is not None:
-                skipped.append(Skipped(cid, refusal, opts))
-                continue
-            if not kept_in_group:
-                out_group += 1
-                kept_in_group = True
-            candidates.append(_candidate(cid, cap, opts, near, resolved, profile.kind, out_group, source,
-                                         learned_why, model_name))
+    def select(icc_guard: str | None) -> tuple[list[Candidate], list[Skipped]]:
+        candidates: list[Candidate] = []
+        skipped: list[Skipped] = []
+        seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+        out_group = -1
+        for group in groups:
+            kept_in_group = False
+            for entry in group:
+                cid, opts = _parse_entry(entry)
+                cap = caps.get(cid)
+                if cap is not None and getattr(cap, "near_lossless", False) and resolved.max_abs_error:
+                    opts = {**opts, "near": int(resolved.max_abs_error)}        # the policy's bound wins
+                near = int(opts.get("near", 0) or 0)
+                key = (cid, tuple(sorted(opts.items())))
+                if key in seen:
+                    continue
+                seen.add(key)
+                refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta, src_format)
+                if refusal is None and icc_guard and "icc" not in getattr(cap, "metadata", ()):
+                    refusal = (f"{cid} cannot carry the ICC profile {icc_guard!r}, which is not sRGB: its colours "
+                               "would be shown as sRGB (mislabelled)")
+                learned_why, model_name = "", None
+                if refusal is None and getattr(cap, "learned", False):
+                    refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp)
+                if refusal is not None:
+                    skipped.append(Skipped(cid, refusal, opts))
+                    continue
+                if not kept_in_group:
+                    out_group += 1
+                    kept_in_group = True
+                candidates.append(_candidate(cid, cap, opts, near, resolved, profile.kind, out_group, source,
+                                             learned_why, model_name))
+        return candidates, skipped
+
+    # a wide-gamut (non-sRGB) ICC profile is kept where any allowed stage can carry it, never mislabelled
+    # silently; only when none can is it dropped (the pipeline then records it loudly; ``keep`` refuses)
+    wide = _non_srgb_icc(image) if image is not None and "icc" in meta and not resolved.keep_metadata else None
+    candidates, skipped = select(wide)
+    if wide and not candidates:
+        candidates, skipped = select(None)
+        notes.append(f"no allowed stage can carry the non-sRGB ICC profile {wide!r}: it is dropped")
     return Plan(resolved, requested.name, candidates, skipped, notes)
 
 
+def _non_srgb_icc(image: Image) -> str | None:
+    """The description of the image's ICC profile when it is not sRGB, else None."""
+    from ._promises import icc_description
+
+    icc = image.metadata.get("icc")
+    if not icc:
+        return None
+    desc = icc_description(icc)
+    return None if "srgb" in desc.lower() else desc
+
+
 def _refuse(cid: str, cap: Any, near: int, policy: Policy, family: str, width: int, channels: int,
-            alpha: bool, meta: list[str]) -> str | None:
+            alpha: bool, meta: list[str], source: str | None = None) -> str | None:
     """Why ``cid`` may not be used here, or None."""
     if cap is None:
         return "stage not installed (not in the stage registry)"
-    if policy.accept is not None and CODEC_FORMAT.get(cid) not in policy.accept:
-        return f"clients accept only {', '.join(policy.accept)}; {cid} writes {CODEC_FORMAT.get(cid, '?')}"
+    sources = tuple(getattr(cap, "sources", ()) or ())
+    if sources and source not in sources:
+        return f"transcodes {'/'.join(sources)} inputs only; this input is {source or 'of unknown format'}"
+    if client_format(cid, source) is None and cid in CODEC_FORMAT:
+        return f"{cid} writes the input's own format, which is unknown here (no image given)"
+    if policy.accept is not None and client_format(cid, source) not in policy.accept:
+        return f"clients accept only {', '.join(policy.accept)}; {cid} writes {client_format(cid, source) or '?'}"
     if getattr(cap, "learned", False) and not policy.allow_learned:
         return f"policy {policy.name} never uses the learned stage"
     if policy.standard_only and not getattr(cap, "standard", True):

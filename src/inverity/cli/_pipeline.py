@@ -29,7 +29,9 @@ def _fmt_bytes(n: Any) -> str:
 
 
 def _verdict(rec: dict[str, Any]) -> str:
-    return {"done": "passed", "skipped": "passed (resumed)", "failed": "FAILED"}.get(rec.get("status", ""), "?")
+    verdict = {"done": "passed", "skipped": "passed (resumed)", "failed": "FAILED"}.get(rec.get("status", ""), "?")
+    dropped = (rec.get("metadata") or {}).get("dropped")  # metadata the output could not carry: never unsaid
+    return verdict + (f"; dropped: {', '.join(dropped)}" if dropped else "")
 
 
 def _summary_table(records: list[dict[str, Any]], title: str | None = None) -> Any:
@@ -101,7 +103,8 @@ def compress_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or directories (walked; non-images skipped)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (catalog: OUTDIR/inverity.sqlite)."),
     policy: str = typer.Option("auto", "--policy", "-p",
-                               help="auto|archive|diagnostic|delivery|controlled or a policy FILE.toml."),
+                               help="auto|archive|diagnostic|delivery|controlled, a shipped policy by name "
+                                    "(web, radiology-near-lossless, gpu-controlled, archive-png) or a FILE.toml."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (default: CPU count)."),
     engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
     json_out: bool = typer.Option(False, "--json", help="Print one decision record per line (JSONL) on stdout."),

@@ -30,6 +30,7 @@ class Capabilities:
     standard: bool = True                       # a standardised format any client can decode
     learned: bool = False
     near_lossless: bool = False                 # supports a max-abs-error bound
+    sources: tuple[str, ...] = ()               # input file formats it transcodes (needs their bytes); () = any pixels
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +110,7 @@ S = TypeVar("S", bound=type[Stage])
 _REGISTRY: dict[str, type[Stage]] = {}
 #: modules that register stages when imported (lazy: only when the registry is first used)
 _STAGE_MODULES: tuple[str, ...] = ("inverity.stages.classical", "inverity.stages.lossless",
-                                   "inverity.stages.learned.stage")
+                                   "inverity.stages.learned.stage", "inverity.stages.source")
 _loaded = False
 
 
