@@ -30,6 +30,11 @@ besides the global metrics the verifier looks at
 
 Structure checks run on luma: chroma subsampling (JPEG 4:2:0) legitimately drops chroma detail.
 
+**Where.** Every check that localises records the window where it is worst as a :class:`Box` in the original's
+pixels — ``checks["worst_windows"]``, a list of ``{"x", "y", "w", "h", "check", "value"}`` (worst tile PSNR on
+the ``tile`` grid, local signal-to-error and structure windows, the worst band-retention window, the worst edge
+tiles) — whether or not the check is judged under the floors. The audit page draws exactly these boxes.
+
 **Content window.** Every perceptual and structural check — PSNR floor, SSIMULACRA 2, MS-SSIM, tile PSNR, local
 signal-to-error and structure, band energy, edges — judges high-bit-depth content on the range the *original*
 actually uses (:func:`inverity.metrics.content_window`: its 0.1/99.9 percentiles), applied identically to both
@@ -65,8 +70,9 @@ import numpy as np
 from . import metrics as M
 from .errors import PolicyError
 from .image import Image
+from .verify_types import Box
 
-__all__ = ["Floors", "Verdict", "verify", "PRESETS"]
+__all__ = ["Floors", "Verdict", "verify", "PRESETS", "Box"]
 
 ImageLike = Union[Image, np.ndarray]
 
@@ -220,8 +226,9 @@ PRESETS: dict[str, Floors] = {
 @dataclass
 class Verdict:
     """The outcome: ``passed``, one human-readable reason per check (failures first; after them a note when the
-    checks used the original's content window), the measured numbers in ``checks`` (for the decision record) and
-    the names of the failed checks in ``failures``."""
+    checks used the original's content window), the measured numbers in ``checks`` (for the decision record;
+    ``checks["worst_windows"]`` holds where each localising check is worst, as :class:`Box` dicts) and the names
+    of the failed checks in ``failures``."""
 
     passed: bool
     reasons: list[str]
@@ -264,6 +271,13 @@ class _Checker:
         self.passed: list[str] = []
         self.failed: list[str] = []
         self.failures: list[str] = []
+        self.windows: list[Box] = []
+
+    def where(self, name: str, value: float, x: int, y: int, w: int, h: int, shape: tuple[int, ...]) -> None:
+        """Record the window (pixels of the original, clipped to it) where check ``name`` is worst."""
+        box = Box(int(x), int(y), int(w), int(h), name, float(value)).clip(int(shape[0]), int(shape[1]))
+        if box is not None:
+            self.windows.append(box)
 
     def record(self, name: str, good: bool, reason: str) -> None:
         if good:
@@ -364,7 +378,7 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
     tp = M._tile_psnr(qse, floors.tile, pa.shape[2])
     ty, tx = np.unravel_index(int(np.argmin(tp)), tp.shape)
     chk["worst_tile_psnr"] = float(tp[ty, tx])
-    chk["worst_tile"] = [int(ty), int(tx)]
+    c.where("worst_tile_psnr", tp[ty, tx], tx * floors.tile, ty * floors.tile, floors.tile, floors.tile, pa.shape)
     if floors.worst_tile_psnr is not None:
         ok = tp[ty, tx] >= floors.worst_tile_psnr
         where = f"tile ({ty},{tx}) at x={tx * floors.tile}, y={ty * floors.tile}"
@@ -391,6 +405,7 @@ def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: 
 
 
 def _finish(c: _Checker, t0: float) -> Verdict:
+    c.checks["worst_windows"] = [b.to_dict() for b in c.windows]
     c.checks["verify_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return Verdict(not c.failed, c.failed + c.passed, c.checks, c.failures)
 
@@ -404,7 +419,7 @@ def _check_local(c: _Checker, pa: np.ndarray, pb: np.ndarray, m: float, floors: 
     v = float(snr[iy, ix])
     y, x = int(ys[iy]), int(xs[ix])
     c.checks["local_snr"] = v
-    c.checks["local_snr_at"] = [y, x]
+    c.where("local_snr", v, x, y, w, w, pa.shape)
     if floors.local_snr is not None:
         share = 100.0 * 10 ** (-v / 10) if math.isfinite(v) else 0.0
         if v >= floors.local_snr:
@@ -422,7 +437,7 @@ def _check_local(c: _Checker, pa: np.ndarray, pb: np.ndarray, m: float, floors: 
     v = float(st[iy, ix])
     y, x = int(ys[iy]), int(xs[ix])
     c.checks["local_structure"] = v
-    c.checks["local_structure_at"] = [y, x]
+    c.where("local_structure", v, x, y, w, w, pa.shape)
     if floors.local_structure is None:
         return
     if v >= floors.local_structure:
@@ -481,8 +496,8 @@ def _check_bands(c: _Checker, la: np.ndarray, lb: np.ndarray, floors: Floors) ->
         v = float(kept_t[iy, ix, ib])
         y, x = int(t["rows"][iy]), int(t["cols"][ix])
         c.checks["tile_band_kept"] = v
-        c.checks["tile_band_kept_at"] = [y, x, _band_label(*bands[ib])]
         w = floors.band_window
+        c.where("tile_band_kept", v, x, y, w, w, la.shape)
         if v >= floors.tile_band_kept:
             c.record("tile_band_kept", True, f"every {w}px window keeps >= {100 * floors.tile_band_kept:.0f}% of "
                                              f"each band (worst {100 * v:.0f}% at y={y}, x={x})")
@@ -529,7 +544,8 @@ def _check_edges(c: _Checker, la: np.ndarray, lb: np.ndarray, floors: Floors) ->
         iy, ix = np.unravel_index(int(np.argmax(frac)), frac.shape)
         v = float(frac[iy, ix])
         c.checks[name] = v
-        c.checks[name + "_tile"] = [int(iy), int(ix)]
+        if v > 0:  # no tile judged (or none with a missing/invented edge): nothing to point at
+            c.where(name, v, ix * tile, iy * tile, tile, tile, la.shape)
         if floor is None:
             continue
         if v <= floor:
