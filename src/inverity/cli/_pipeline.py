@@ -112,14 +112,11 @@ def compress_cmd(
     """
     records = _run_batch(inputs, output, policy, jobs, engine, json_out)
     if not json_out:
+        from ._summary import summary_lines, terminal_width
+
         con = _stdout()
-        con.print(_summary_table(records))
-        done = sum(r["status"] != "failed" for r in records)
-        tin = sum(r.get("input_bytes") or 0 for r in records if r.get("bytes"))
-        tout = sum(r.get("bytes") or 0 for r in records)
-        con.print(f"{done}/{len(records)} assets ok; {_fmt_bytes(tin)} -> {_fmt_bytes(tout)}"
-                  + (f" ({tin / tout:.2f}x)" if tout else "") + f"; catalog {output / 'inverity.sqlite'}",
-                  markup=False, highlight=False)
+        for line in summary_lines(records, width=terminal_width(), catalog=str(output / "inverity.sqlite")):
+            con.print(line, markup=False, highlight=False, soft_wrap=True)
     code = _report_failures(records)
     if code:
         # SystemExit, not typer.Exit: with standalone_mode=False click *returns* an Exit's code, which
@@ -238,14 +235,17 @@ def demo_cmd(
     code = 0
     for policy, dest in runs:
         records = _run_batch([inputs], dest, policy, jobs, "local", False, label=policy)
-        con.print(_summary_table(records, title=f"policy {policy} -> {dest}"))
+        from ._summary import summary_lines, terminal_width
+
+        for line in summary_lines(records, width=terminal_width(), title=f"policy {policy} -> {dest}"):
+            con.print(line, markup=False, highlight=False, soft_wrap=True)
         code = max(code, _report_failures(records))
         try:
             from ..report import write_report
         except ImportError:
             continue
         page = write_report(dest, records, dest=outdir / "report" / ("" if policy == "auto" else policy),
-                            roots=[inputs])
+                            roots=[inputs], preview_rejected=True)
         con.print(f"audit page: {page}", markup=False, highlight=False)
     if len(runs) == 1:
         con.print("learned model not present: skipped the 'controlled' run", markup=False, highlight=False)
