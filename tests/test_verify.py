@@ -352,3 +352,26 @@ def test_box_refuses_malformed_shapes() -> None:
     with pytest.raises(ValueError, match="list of boxes"):
         boxes_from_checks({"worst_windows": {"x": 1}})
     assert Box(10, 10, 4, 4, "x").clip(8, 8) is None
+
+
+def test_one_check_class_per_floor_in_reason_order(photo: np.ndarray) -> None:
+    import doctest
+
+    from inverity import verify_checks
+    from inverity.verify import _CHECK_FIELDS
+    from inverity.verify_checks import CHECKS, Context
+
+    assert [c.name for c in CHECKS] == list(_CHECK_FIELDS)      # every floor has exactly one check, in order
+    assert doctest.testmod(verify_checks).failed == 0
+    b = photo.copy()
+    b[100:130, 150:190] = b[100:130, 150:190][:, ::-1]
+    floors = Floors.controlled()
+    ctx = Context(photo, b, 255.0, photo, floors)
+    results = {c.name: c.run(ctx) for c in CHECKS if c.applies(floors)}
+    assert "lossless" not in results and "ms_ssim" not in results      # floors not set: not run
+    v = verify(photo, b, floors)
+    # the verdict is the checks' results, in order: failures first, each with its reason and its window
+    failed = [n for n, r in results.items() if r.passed is False]
+    assert v.failures == failed and v.reasons[:len(failed)] == [results[n].reason for n in failed]
+    assert v.checks["worst_windows"] == [r.where.to_dict() for r in results.values() if r.where is not None]
+    assert results["max_abs_error"].passed is None and results["max_abs_error"].reason == ""   # measured only
