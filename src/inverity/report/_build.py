@@ -6,7 +6,7 @@ Jinja2's autoescape, and no record data is ever placed inside ``<script>``.
 
 Kept small: previews and maps are WebP at screen size (≤ ``DISPLAY_MAX_SIDE`` px on the long side; lossless where
 that is cheap, q90 otherwise), the spectral map ≤ ``SPECTRUM_MAX_SIDE``; only the crops around the verifier's
-worst windows are full-resolution PNG. The 7 + 7 demo assets went from 12.0 MB of PNG to about 2 MB.
+worst windows are full-resolution PNG. The demo's two pages (7 + 7 assets) went from 12.3 MB to about 3 MB.
 """
 from __future__ import annotations
 
@@ -38,10 +38,13 @@ ASSETS_DIR = "assets"
 CROP_MIN = 64
 CROP_MAX = 256
 MAX_CROPS = 3
-#: lossy WebP quality of previews that do not compress well losslessly (photos)
+#: lossy WebP quality of previews that do not compress well losslessly (photos), and of the heat maps
 PREVIEW_QUALITY = 90
-#: the spectral map is a global picture: half the preview's size is plenty
-SPECTRUM_MAX_SIDE = 512
+MAP_QUALITY = 80
+#: the maps sit in a grid cell a third of the page wide: this is plenty (the error map keeps each block's
+#: largest error, so one wrong pixel still shows); the spectral map is a global picture and smaller still
+MAP_MAX_SIDE = 512
+SPECTRUM_MAX_SIDE = 384
 ERROR_CMAP = "inferno"
 SPECTRUM_CMAP = "magma"
 
@@ -213,6 +216,7 @@ class WindowView:
     pct: dict[str, str]
     crop: dict[str, str] = field(default_factory=dict)
     crop_rect: tuple[int, int, int, int] = (0, 0, 0, 0)
+    label_below: bool = False  # its top-left corner is another window's: put its number at the bottom
 
     @property
     def data(self) -> str:
@@ -240,7 +244,12 @@ def _windows(boxes: list[Box], failures: set[str], height: int, width: int) -> l
         first = min((_CROP_ORDER.index(lb.split()[0]) if lb.split()[0] in _CROP_ORDER else 99) for lb in v.labels)
         return (0 if v.failed else 1, first)
 
-    return sorted(out, key=rank)
+    ordered = sorted(out, key=rank)
+    corners: set[tuple[int, int]] = set()
+    for v in ordered:
+        v.label_below = (v.box.x, v.box.y) in corners
+        corners.add((v.box.x, v.box.y))
+    return ordered
 
 
 def _crop_rect(b: Box, height: int, width: int) -> tuple[int, int, int, int]:
@@ -316,9 +325,10 @@ class AssetView:
         return ";".join(w.data for w in self.windows)
 
 
-def _encode_display(pixels: np.ndarray, lossless: bool | None) -> tuple[bytes, str]:
-    """An 8-bit display image as WebP: lossless when asked, lossy (q90) when not, and with ``None`` whichever is
-    reasonable — lossless unless it is more than 1.5× the lossy size (photos), so flat drawings stay exact."""
+def _encode_display(pixels: np.ndarray, lossless: bool | None, quality: int = PREVIEW_QUALITY) -> tuple[bytes, str]:
+    """An 8-bit display image as WebP: lossless when asked, lossy (``quality``) when not, and with ``None``
+    whichever is reasonable — lossless unless it is more than 1.5× the lossy size (photos), so flat drawings and
+    sparse error maps stay exact."""
     import imagecodecs
 
     c = pixels.shape[2] if pixels.ndim == 3 else 1
@@ -328,7 +338,7 @@ def _encode_display(pixels: np.ndarray, lossless: bool | None) -> tuple[bytes, s
     arr = np.ascontiguousarray(arr)
     if lossless:
         return bytes(imagecodecs.webp_encode(arr, lossless=True, method=2)), "webp"
-    lossy = bytes(imagecodecs.webp_encode(arr, level=PREVIEW_QUALITY, lossless=False))
+    lossy = bytes(imagecodecs.webp_encode(arr, level=quality, lossless=False))
     if lossless is None:
         exact = bytes(imagecodecs.webp_encode(arr, lossless=True, method=2))
         if len(exact) <= 1.5 * len(lossy):
@@ -356,8 +366,9 @@ class _Writer:
         self.written.append(atomic_write_bytes(self.page_dir / rel, _png(pixels)))
         return rel
 
-    def webp(self, name: str, pixels: np.ndarray, lossless: bool | None = None) -> str:
-        data, ext = _encode_display(pixels, lossless)
+    def webp(self, name: str, pixels: np.ndarray, lossless: bool | None = None,
+             quality: int = PREVIEW_QUALITY) -> str:
+        data, ext = _encode_display(pixels, lossless, quality)
         rel = f"{ASSETS_DIR}/{name}.{ext}"
         self.written.append(atomic_write_bytes(self.page_dir / rel, data))
         return rel
@@ -434,12 +445,12 @@ def _show_maps(view: AssetView, record: Mapping[str, Any], o: np.ndarray, rpx: n
     # the error scale's floor is relative to what the page displays: the tone-map window of a deep image (a
     # 12-bit CT in uint16 spans a few hundred of 65535 levels), the full range of an 8-bit one
     full_scale = show.tone.high - show.tone.low if show.tone.note else float(orig.max_value)
-    emap, vmax = _maps.error_map(err, full_scale, show.size, ERROR_CMAP)
-    view.error_src = show.writer.webp(f"{show.slug}-error", emap)
+    emap, vmax = _maps.error_map(err, full_scale, _maps.preview_size(*err.shape, MAP_MAX_SIDE), ERROR_CMAP)
+    view.error_src = show.writer.webp(f"{show.slug}-error", emap, quality=MAP_QUALITY)
     view.error_vmax = fmt(float(vmax))
     view.error_max = fmt(float(err.max()))
     smap, view.spectrum_caption = _maps.spectral_map(o, rpx, size_cap=SPECTRUM_MAX_SIDE, cmap=SPECTRUM_CMAP)
-    view.spectrum_src = show.writer.webp(f"{show.slug}-spectrum", smap)
+    view.spectrum_src = show.writer.webp(f"{show.slug}-spectrum", smap, quality=MAP_QUALITY)
     if not err.any():  # identical pixels: there is no worst window to point at
         view.notes.append("the reconstruction is pixel-identical to the original")
         return
@@ -476,8 +487,8 @@ def _show_rejected(view: AssetView, record: Mapping[str, Any], orig: Image, show
     rv.src = show.preview(rpx, f"rejected-{attempt.get('stage')}")
     err = _maps.abs_error(orig.pixels, rpx)
     full_scale = show.tone.high - show.tone.low if show.tone.note else float(orig.max_value)
-    rv.error_src = show.writer.webp(f"{show.slug}-rejected-error", _maps.error_map(err, full_scale, show.size,
-                                                                                  ERROR_CMAP)[0])
+    rmap = _maps.error_map(err, full_scale, _maps.preview_size(*err.shape, MAP_MAX_SIDE), ERROR_CMAP)[0]
+    rv.error_src = show.writer.webp(f"{show.slug}-rejected-error", rmap, quality=MAP_QUALITY)
     rv.windows = _windows(prev.windows, set(prev.failures), orig.height, orig.width)
 
 
