@@ -255,16 +255,21 @@ _TABLE_HEADS: dict[str, tuple[str, str]] = {
 }
 
 
+#: units of the scalar checks (shares in 0..1 read as percentages)
+_DB = ("psnr", "psnr_window", "worst_tile_psnr", "local_snr", "local_structure")
+_SHARE = ("tile_band_kept", "edge_missing", "edge_invented")
+
+
 def check_rows(checks: Mapping[str, Any]) -> list[CheckRow]:
-    """The checks of a record as table rows; dict values become small two-column tables, band shares read as
-    percentages; the worst windows are drawn on the images, not listed here.
+    """The checks of a record as table rows, with their units; dict values become small two-column tables, band
+    shares read as percentages; the worst windows are drawn on the images, not listed here.
 
     Examples
     --------
     >>> rows = check_rows({"psnr": 36.99, "band_kept": {"0.03–0.06": 0.9981, "0.50–0.75": 0.0123},
-    ...                    "worst_windows": [], "verify_ms": 3.0})
+    ...                    "edge_missing": 0.04, "worst_windows": [], "verify_ms": 3.0})
     >>> [(r.name, r.value, r.rows) for r in rows]
-    [('psnr', '36.99', []), ('band_kept', '', [('0.03–0.06', '99.8%'), ('0.50–0.75', '1.2%')])]
+    [('psnr', '36.99 dB', []), ('band_kept', '', [('0.03–0.06', '99.8%'), ('0.50–0.75', '1.2%')]), ('edge_missing', '4.0%', [])]
     """
     out: list[CheckRow] = []
     for k, v in checks.items():
@@ -277,6 +282,10 @@ def check_rows(checks: Mapping[str, Any]) -> list[CheckRow]:
             out.append(CheckRow(str(k), rows=rows, head=_TABLE_HEADS.get(str(k), ("", ""))))
         elif isinstance(v, (list, tuple)):
             out.append(CheckRow(str(k), ", ".join(fmt(x) for x in v)))
+        elif k in _SHARE and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(CheckRow(str(k), f"{100 * v:.1f}%"))
+        elif k in _DB and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(CheckRow(str(k), f"{fmt(float(v))} dB"))
         else:
             out.append(CheckRow(str(k), fmt(v)))
     return out
