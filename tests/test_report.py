@@ -17,7 +17,10 @@ import pytest
 from skimage import data as skdata
 
 from inverity.errors import InputError
+from inverity.image import Image
 from inverity.report import _build, _maps, write_report
+from inverity.verify import Floors, verify
+from inverity.verify_types import Box
 
 # a file name no page should print raw: markup, an entity, a quote, and a '#' that would cut a link short
 HOSTILE = 'line<b>&"art #1.png'
@@ -41,9 +44,10 @@ def _png(path: Path, pixels: np.ndarray) -> None:
 def make_batch(tmp: Path) -> Batch:
     """A hand-made ``compress`` output: originals in ``tmp/in``, outputs + records as the pipeline writes them.
 
-    Five assets: a photo (JPEG after a rejected learned attempt, verifier-recorded worst tile), a 12-bit
-    medical slice in 16-bit PNG with one damaged block, a bit-exact drawing with a hostile file name, a failed
-    asset (no output) and an asset whose original has gone missing.
+    Five assets: a photo (JPEG after a rejected learned attempt), a 12-bit medical slice in 16-bit PNG with one
+    damaged block, a bit-exact drawing with a hostile file name, a failed asset (no output) and an asset whose
+    original has gone missing. The ``checks`` of the verified assets are what the real verifier writes for
+    their pair (``worst_windows`` boxes included), not a shape made up for the test.
     """
     indir, outdir = tmp / "in", tmp / "out"
     recs: list[dict[str, Any]] = []
@@ -66,11 +70,13 @@ def make_batch(tmp: Path) -> Batch:
     _png(indir / "photos/astro.png", photo)
     (outdir / "photos").mkdir(parents=True)
     (outdir / "photos/astro.jpg").write_bytes(imagecodecs.jpeg8_encode(photo, level=25))
+    jpeg = imagecodecs.jpeg8_decode((outdir / "photos/astro.jpg").read_bytes())
     record("photos/astro.png", "photos/astro.jpg", policy="controlled", stage="jpeg", quality=25,
-           attempts=[{"stage": "learned", "quality": 3, "passed": False, "reasons": ["worst_tile_psnr 24.1 < 28"]},
-                     {"stage": "jpeg", "quality": 25, "passed": True, "reasons": ["ssimulacra2 71.3 >= 70"]}],
-           checks={"lossless": False, "psnr": 31.2, "ssimulacra2": 71.3, "max_abs_error": 60,
-                   "worst_tile_psnr": 26.5, "worst_tile": {"x": 64, "y": 0, "w": 64, "h": 64}},
+           attempts=[{"stage": "learned", "quality": 3, "passed": False, "reasons": ["worst_tile_psnr 24.1 < 28"],
+                      "options": {"model": "hp-gain"}, "bytes": 2048},
+                     {"stage": "jpeg", "quality": 25, "passed": True, "chosen": True,
+                      "reasons": ["ssimulacra2 71.3 >= 70"]}],
+           checks=verify(photo, jpeg, Floors.controlled()).to_dict()["checks"],
            reasons=["policy controlled: learned first for in-distribution photos",
                     "learned rejected: worst_tile_psnr 24.1 < 28", "jpeg: smallest passing"])
 
@@ -86,7 +92,8 @@ def make_batch(tmp: Path) -> Batch:
     record("ct/slice.png", "ct/slice.png", policy="auto", policy_resolved="diagnostic", stage="jpegls", quality=None,
            profile={"kind": "medical", "kind_confidence": 0.97, "ood_score": 2.5, "in_distribution": False},
            attempts=[{"stage": "jpegls", "quality": None, "passed": True, "reasons": ["max_abs_error 2 <= 2"]}],
-           checks={"lossless": False, "max_abs_error": 402}, bit_depth=12,
+           checks=verify(Image(ct[..., None]), Image(rec16.astype(np.uint16)[..., None]),
+                         Floors.bounded(2)).to_dict()["checks"], bit_depth=12,
            reasons=["auto -> diagnostic: 16-bit medical"])
 
     # 3. a drawing kept bit-exact, under a name full of markup
@@ -202,14 +209,20 @@ def test_names_and_record_text_are_escaped(batch: Batch, page: Path) -> None:
     assert "#" not in link and (page.parent / unquote(link)).resolve() == (batch.outdir / HOSTILE).resolve()
 
 
-def test_images_are_pngs_of_the_preview_size(page: Path) -> None:
-    files = sorted((page.parent / "assets").glob("*.png"))
-    names = {f.name for f in files}
-    photo = next(n for n in names if "astro" in n and n.endswith("-original.png") and "tile" not in n)
+def test_previews_are_webp_at_screen_size_and_only_window_crops_are_png(page: Path) -> None:
+    files = sorted((page.parent / "assets").iterdir())
+    assert files and {f.suffix for f in files} == {".webp", ".png"}
     for f in files:
         px = imagecodecs.imread(f.read_bytes())
         assert px.dtype == np.uint8, f"{f.name}: display images are 8-bit"
-    assert imagecodecs.imread((page.parent / "assets" / photo).read_bytes()).shape == (192, 192, 3)
+        if f.suffix == ".png":    # full resolution only around the verifier's windows
+            assert re.search(r"-w\d-(orig|recon|err)\.png$", f.name), f.name
+            assert max(px.shape[:2]) <= _build.CROP_MAX
+        else:
+            assert max(px.shape[:2]) <= _maps.DISPLAY_MAX_SIDE
+    photo = page.parent / "assets" / next(f.name for f in files if "astro" in f.name
+                                          and f.name.endswith("-original.webp"))
+    assert imagecodecs.imread(photo.read_bytes()).shape == (192, 192, 3)
 
 
 # -- what each section says ----------------------------------------------------------------------------------------
@@ -224,11 +237,17 @@ def test_verdicts_reasons_and_attempts(page: Path) -> None:
     assert 'data-verdict="verified"' in photo and "verified after 1 rejected attempt" in photo
     assert "worst_tile_psnr 24.1 &lt; 28" in photo          # the rejected learned attempt and why
     assert photo.count('class="badge v-failed">rejected') == 1
+    # why it won comes first, what was rejected after it, the attempts are collapsed
+    won = photo.index("Why this output")
+    assert won < photo.index("jpeg q25") < photo.index("<h3>Rejected</h3>") < photo.index("learned (tried q3")
+    assert re.search(r'<details class="attempts"><summary>All attempts \(2\)</summary>', photo)
+    assert photo.count('<details class="att">') == 2
     failed = _section_html(page, 'data-input="noise.png"')
     assert 'data-verdict="failed"' in failed
     assert "no stage passed verification under policy delivery" in failed
     assert "ssimulacra2 41.0 &lt; 70" in failed and "ssimulacra2 55.2 &lt; 70" in failed
-    assert "no output was written" in failed and "-original.png" in failed and 'class="slider"' not in failed
+    assert "no output was written" in failed and "-original.webp" in failed and 'class="slider"' not in failed
+    assert "nothing was written" in failed and "avif (tried q90" in failed and "jpeg (tried q95" in failed
     drawing = _section_html(page, 'data-verdict="lossless"')
     assert "bit-exact" in drawing
     html = page.read_text(encoding="utf-8")
@@ -241,7 +260,7 @@ def test_verdicts_reasons_and_attempts(page: Path) -> None:
 def test_missing_original_gets_a_placeholder(page: Path) -> None:
     gone = _section_html(page, 'data-input="gone/missing.png"')
     assert "original not found" in gone
-    assert "-reconstruction.png" in gone and "-original.png" not in gone and "-error.png" not in gone
+    assert "-reconstruction.webp" in gone and "-original." not in gone and "-error." not in gone
 
 
 def test_mismatched_reconstruction_is_reported_not_compared(tmp_path: Path) -> None:
@@ -257,8 +276,8 @@ def test_mismatched_reconstruction_is_reported_not_compared(tmp_path: Path) -> N
     assert "channels differ (original rgba, reconstruction rgb)" in alpha and 'class="slider"' in alpha
     small = _section_html(page, 'data-input="small.png"')
     assert "the reconstruction is 40×32 but the original is 80×64" in small
-    assert 'class="slider"' not in small and "-error.png" not in small
-    assert "-original.png" in small and "-reconstruction.png" in small
+    assert 'class="slider"' not in small and "-error." not in small
+    assert "-original.webp" in small and "-reconstruction.webp" in small
 
 
 def test_undecodable_outputs_are_shown_as_problems(tmp_path: Path) -> None:
@@ -274,14 +293,14 @@ def test_undecodable_outputs_are_shown_as_problems(tmp_path: Path) -> None:
     for name, out in (("a.png", "a.jpg"), ("b.png", "b.inv")):
         sec = _section_html(page, f'data-input="{name}"')
         assert f"the output {out} could not be decoded: " in sec
-        assert "-original.png" in sec and "-reconstruction.png" not in sec   # the original is still shown
+        assert "-original.webp" in sec and "-reconstruction." not in sec   # the original is still shown
 
 
 def test_inputs_relative_to_the_current_directory(batch: Batch, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(batch.indir)          # no roots given: the input paths resolve against the cwd
     page = write_report(batch.outdir, batch.records, dest=batch.outdir.parent / "elsewhere")
     assert page == batch.outdir.parent / "elsewhere" / "index.html"
-    assert "-original.png" in _section_html(page, 'data-input="photos/astro.png"')
+    assert "-original.webp" in _section_html(page, 'data-input="photos/astro.png"')
     # without the root the originals are honestly reported missing, never guessed
     monkeypatch.chdir(batch.outdir.parent)
     page2 = write_report(batch.outdir, batch.records, dest=batch.outdir.parent / "noroot.html")
@@ -289,34 +308,110 @@ def test_inputs_relative_to_the_current_directory(batch: Batch, monkeypatch: pyt
 
 
 # -- the maps ------------------------------------------------------------------------------------------------------
-def test_sixteen_bit_is_tone_mapped_and_worst_tile_is_found(batch: Batch, page: Path) -> None:
+def _windows_attr(section: str) -> list[str]:
+    m = re.search(r'data-windows="([\d,;]*)"', section)
+    assert m, "section has no data-windows attribute"
+    return [w for w in m.group(1).split(";") if w]
+
+
+def test_sixteen_bit_is_tone_mapped_and_the_verifiers_windows_are_drawn(batch: Batch, page: Path) -> None:
     ct = _section_html(page, 'data-input="ct/slice.png"')
     assert "16-bit image shown tone-mapped to 8-bit" in ct
     assert "OOD" in ct
-    x, y, w, h = (int(v) for v in re.search(r'data-tile="([\d,]+)"', ct).group(1).split(","))
+    # exactly the verifier's boxes, in its pixels (no second search on another grid)
+    recorded = batch.records[1]["checks"]["worst_windows"]
+    drawn = _windows_attr(ct)
+    assert sorted(drawn) == sorted({f"{b['x']},{b['y']},{b['w']},{b['h']}" for b in recorded})
+    tile = next(b for b in recorded if b["check"] == "worst_tile_psnr")
     dx, dy, dw, dh = DAMAGE
-    assert x <= dx and y <= dy and x + w >= dx + dw and y + h >= dy + dh  # the tile holds the damage
-    assert "found by the report" in ct
+    assert tile["x"] <= dx and tile["y"] <= dy and tile["x"] + tile["w"] >= dx + dw and tile["y"] + tile["h"] >= dy + dh
+    assert "as recorded by the verifier" in ct and "found by the report" not in ct
+    assert ct.count('class="winbox') == 2 * len(drawn)        # on the slider and on the error map
     # the error map is hottest over the damaged block
-    err_png = re.search(r'src="(assets/[^"]+-error\.png)"', ct).group(1)
-    emap = imagecodecs.imread((page.parent / err_png).read_bytes()).astype(int)
+    err_src = re.search(r'src="(assets/[^"]+-error\.webp)"', ct).group(1)
+    emap = imagecodecs.imread((page.parent / err_src).read_bytes()).astype(int)
     lut = _maps.colormap_lut(_build.ERROR_CMAP).astype(int)
     level = np.abs(emap[..., None, :] - lut[None, None]).sum(-1).argmin(-1)   # invert the colour map
     inside = level[dy:dy + dh, dx:dx + dw]
     outside = np.delete(level, np.s_[dy:dy + dh], axis=0)
     assert inside.min() >= 240 and np.percentile(outside, 99) < 40
-    # the record's own worst tile wins when it gives one
+    # a 1:1 crop around the worst window, in exact pixels
+    crop = re.search(r'src="(assets/[^"]+-w0-recon\.png)"', ct).group(1)
+    assert imagecodecs.imread((page.parent / crop).read_bytes()).shape[:2] == (64, 64)
     photo = _section_html(page, 'data-input="photos/astro.png"')
-    assert 'data-tile="64,0,64,64"' in photo and "as recorded by the verifier" in photo
+    boxes = batch.records[0]["checks"]["worst_windows"]
+    assert sorted(_windows_attr(photo)) == sorted({f"{b['x']},{b['y']},{b['w']},{b['h']}" for b in boxes})
+    assert "local_snr" in photo and "dB — 16×16 at x=" in photo
+
+
+def test_malformed_or_legacy_windows_are_said_not_guessed(tmp_path: Path) -> None:
+    px = np.ascontiguousarray(skdata.astronaut()[:64, :64])
+    _png(tmp_path / "a.png", px)
+    _png(tmp_path / "b.png", px)
+    (tmp_path / "out").mkdir()
+    for n in ("a", "b"):
+        (tmp_path / f"out/{n}.jpg").write_bytes(imagecodecs.jpeg8_encode(px, level=30))
+    recs = [{"input": "a.png", "output_rel": "a.jpg", "stage": "jpeg",
+             "checks": {"worst_tile": [1, 1], "worst_windows": [{"x": 3, "y": 4}]}},   # neither shape is a box
+            {"input": "b.png", "output_rel": "b.jpg", "stage": "jpeg", "checks": {"worst_tile": [1, 1]}}]
+    page = write_report(tmp_path / "out", recs, roots=[tmp_path])
+    a = _section_html(page, 'data-input="a.png"')
+    assert "worst windows are malformed" in a and _windows_attr(a) == []
+    b = _section_html(page, 'data-input="b.png"')
+    assert "no worst windows" in b and _windows_attr(b) == [] and 'class="winbox' not in b
+
+
+def test_checks_render_as_small_tables_not_raw_json(page: Path) -> None:
+    photo = _section_html(page, 'data-input="photos/astro.png"')
+    checks = photo.split('<table class="checks mono">', 1)[1].split('<div class="maps">')[0]
+    assert "\\u2013" not in photo and "{&#34;" not in checks and "&#34;" not in checks
+    assert '<table class="sub"><tr><th>band (cycles/px)</th><th>kept</th></tr>' in checks
+    assert re.search(r"<td>0\.03–0\.06</td><td class=\"val\">\d+\.\d%</td>", checks)
+    assert "worst_windows" not in checks          # drawn on the images, not dumped as JSON
+
+
+def test_units_are_decimal_kilobytes(page: Path) -> None:
+    html = page.read_text(encoding="utf-8")
+    assert "KiB" not in html and "MiB" not in html and " kB" in html and "kB = 1000 B" in html
+
+
+def test_a_rejected_attempt_that_cannot_be_re_encoded_says_why(batch: Batch) -> None:
+    recs = [dict(batch.records[0])]
+    recs[0]["attempts"] = [dict(recs[0]["attempts"][0], options={"model": "no-such-model"}),
+                           recs[0]["attempts"][1]]
+    page = write_report(batch.outdir, recs, roots=[batch.indir], preview_rejected=True)
+    photo = _section_html(page, 'data-input="photos/astro.png"')
+    assert "Rejected — not delivered: learned q3" in photo
+    assert "could not re-encode learned q3 for a preview: " in photo and "-rejected-" not in photo
+    # without the option nothing is re-encoded
+    page = write_report(batch.outdir, recs, roots=[batch.indir], dest=batch.outdir / "plain")
+    assert "not delivered" not in page.read_text(encoding="utf-8")
+
+
+def test_rejected_learned_attempt_is_previewed(batch: Batch) -> None:
+    pytest.importorskip("torch")
+    from inverity.stages.learned.zoo import list_models
+
+    if not any(Path(m.path).is_file() for m in list_models()):
+        pytest.skip("no learned model weights in this tree")
+    page = write_report(batch.outdir, batch.records, roots=[batch.indir], preview_rejected=True)
+    photo = _section_html(page, 'data-input="photos/astro.png"')
+    assert "Rejected — not delivered: learned q3" in photo and "rejected — not delivered</span>" in photo
+    src = re.search(r'src="(assets/[^"]+-rejected-learned\.webp)"', photo).group(1)
+    assert imagecodecs.imread((page.parent / src).read_bytes()).shape == (192, 192, 3)
+    pre = photo.split('class="rejected-preview"', 1)[1]
+    assert 'class="winbox' in pre and "-rejected-error.webp" in pre
+    # the record's verdict is shown again: it failed and the boxes say where (failed ones in red)
+    assert 'class="winbox failed"' in pre or "passes" in pre
 
 
 def test_lossless_error_map_is_zero(page: Path) -> None:
     drawing = _section_html(page, 'data-verdict="lossless"')
-    err_png = re.search(r'src="(assets/[^"]+-error\.png)"', drawing).group(1)
-    emap = imagecodecs.imread((page.parent / err_png).read_bytes())
+    err_src = re.search(r'src="(assets/[^"]+-error\.webp)"', drawing).group(1)
+    emap = imagecodecs.imread((page.parent / err_src).read_bytes())
     assert (emap == _maps.colormap_lut(_build.ERROR_CMAP)[0]).all()
     assert "no error: the spectrum is empty" in drawing and "pixel-identical" in drawing
-    assert 'data-tile=""' in drawing and "worst-tile" not in drawing   # nothing to point at
+    assert 'data-windows=""' in drawing and "-w0-" not in drawing   # nothing to point at
 
 
 def test_large_image_preview_is_downscaled_and_keeps_one_pixel_error(tmp_path: Path) -> None:
@@ -329,13 +424,13 @@ def test_large_image_preview_is_downscaled_and_keeps_one_pixel_error(tmp_path: P
            "attempts": [{"stage": "png", "passed": True}], "checks": {"lossless": False}}
     page = write_report(tmp_path / "out", [rec], roots=[tmp_path])
     assets = page.parent / "assets"
-    orig = imagecodecs.imread(next(assets.glob("*-original.png")).read_bytes())
+    orig = imagecodecs.imread(next(assets.glob("*-original.webp")).read_bytes())
     assert orig.shape == (27, 1024, 3)
-    emap = imagecodecs.imread(next(assets.glob("*-error.png")).read_bytes())
-    assert emap.shape == (27, 1024, 3)
-    zero = _maps.colormap_lut(_build.ERROR_CMAP)[0]
-    hot = np.argwhere((emap != zero).any(axis=2))
-    assert len(hot) >= 1 and abs(hot[0][1] - 1234 * 1024 / 1500) <= 2   # the lone error survived the downscale
+    emap = imagecodecs.imread(next(assets.glob("*-error.webp")).read_bytes())
+    assert emap.shape == (14, _build.MAP_MAX_SIDE, 3)                  # maps are smaller than the previews
+    zero = _maps.colormap_lut(_build.ERROR_CMAP)[0].astype(int)
+    hot = np.argwhere(np.abs(emap.astype(int) - zero).sum(axis=2) > 60)
+    assert len(hot) >= 1 and abs(hot[0][1] - 1234 * 512 / 1500) <= 2    # the lone error survived the downscale
     assert "shown at 1024×27" in page.read_text(encoding="utf-8")
 
 
@@ -360,7 +455,9 @@ def test_spectral_map_puts_fine_errors_far_from_the_centre() -> None:
 def test_doctests_of_the_report_modules() -> None:
     import inverity.report as pkg
 
-    for mod in (_maps, _build, pkg):
+    from inverity.report import _rejected, _why
+
+    for mod in (_maps, _build, pkg, _why, _rejected):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, mod.__name__
     assert doctest.testmod(_maps).attempted >= 6
@@ -431,4 +528,9 @@ def test_real_pipeline_batch(tmp_path: Path) -> None:
     assert sorted(s["data-input"] for s in doc.sections.values()) == ["drawing.png", "photo.png"]
     for r in records:
         if r["status"] == "done":
-            assert "-reconstruction.png" in _section_html(page, f'data-input="{r["input"]}"')
+            sec = _section_html(page, f'data-input="{r["input"]}"')
+            assert "-reconstruction.webp" in sec
+            # the page draws exactly the boxes the real verifier recorded
+            boxes = [Box.from_dict(b) for b in r["checks"].get("worst_windows") or []]
+            drawn = {tuple(int(v) for v in w.split(",")) for w in _windows_attr(sec)}
+            assert drawn == {(b.x, b.y, b.w, b.h) for b in boxes}

@@ -1,4 +1,5 @@
-"""The audit page in a real headless Chromium: loads clean, shows every asset's images, the slider slides.
+"""The audit page in a real headless Chromium: loads clean, shows every asset's images, the slider slides, the
+verifier's worst windows sit on the images, the attempts fold and unfold.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (scripts/test.sh installs them); skips, saying so, when
 either is missing. The page is served by a real HTTP server on 127.0.0.1 (port chosen by the OS), so the
@@ -41,7 +42,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture()
 def served_report(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     batch = make_batch(tmp_path)
-    page = write_report(batch.outdir, batch.records, roots=[batch.indir])
+    # with the rejected learned attempt re-encoded when the model is here (else the page says why it is not)
+    page = write_report(batch.outdir, batch.records, roots=[batch.indir], preview_rejected=True)
     # serve the output directory: the page links to outputs beside it (../photos/astro.jpg)
     handler = functools.partial(_QuietHandler, directory=str(batch.outdir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -99,14 +101,29 @@ def test_page_in_headless_chromium(served_report: tuple[str, int, Path], driver:
         broken = [i.get_attribute("src") for i in imgs
                   if not drv.execute_script("return arguments[0].naturalWidth", i)]  # type: ignore[attr-defined]
         assert not broken, f"{sec.get_attribute('data-input')}: images did not load: {broken}"
+        crops = sec.find_elements(By.CSS_SELECTOR, "figure.crop-fig img")
+        rejected = sec.find_elements(By.CSS_SELECTOR, ".rejected-preview img")
         if sec.get_attribute("data-input") == "gone/missing.png":
             assert len(imgs) == 1 and "original not found" in sec.text     # placeholder, reconstruction only
         elif sec.get_attribute("data-verdict") == "failed":
             assert len(imgs) == 1 and "no stage passed verification" in sec.text
         elif sec.get_attribute("data-verdict") == "lossless":
-            assert len(imgs) == 4  # slider pair, error map, spectral map: no worst tile in identical pixels
+            assert len(imgs) == 4 and not crops  # slider pair, error map, spectral map: no window in identical pixels
         else:
-            assert len(imgs) == 7  # slider pair, error map, spectral map, three worst-tile crops
+            # slider pair, error map, spectral map, three 1:1 crops (original, reconstruction, error) per window
+            windows = [w for w in (sec.get_attribute("data-windows") or "").split(";") if w]
+            assert windows and len(crops) == 3 * min(len(windows), 3)
+            assert len(imgs) == 4 + len(crops) + len(rejected)
+            # each window is a box on the displayed error map, where the verifier put it (in image pixels)
+            emap = sec.find_element(By.CSS_SELECTOR, ".maps .frame img")
+            boxes = emap.find_elements(By.XPATH, "following-sibling::div[contains(@class, 'winbox')]")
+            assert len(boxes) == len(windows)
+            width = int(sec.get_attribute("data-width"))
+            x, y, w, h = (int(v) for v in windows[0].split(","))
+            scale = emap.rect["width"] / width
+            r = boxes[0].rect
+            assert abs(r["x"] - (emap.rect["x"] + x * scale)) <= 3 and abs(r["width"] - w * scale) <= 4
+            assert abs(r["y"] - (emap.rect["y"] + y * scale)) <= 3
 
     # the slider: moving it changes the width of the overlay that shows the original
     sec = sections[0]
@@ -133,6 +150,25 @@ def test_page_in_headless_chromium(served_report: tuple[str, int, Path], driver:
     link = drv.find_element(By.CSS_SELECTOR, "table.summary a")  # type: ignore[attr-defined]
     link.click()
     assert drv.execute_script("return location.hash") == "#" + sections[0].get_attribute("id")  # type: ignore
+
+    # the attempts are folded: their reasons are hidden until the reviewer opens them
+    photo = sections[0]
+    att = photo.find_element(By.CSS_SELECTOR, "details.attempts")
+    first = att.find_element(By.CSS_SELECTOR, "ol.attempts li")
+    assert not first.is_displayed()
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'})", att)  # type: ignore[attr-defined]
+    att.find_element(By.TAG_NAME, "summary").click()
+    assert first.is_displayed() and att.get_attribute("open") is not None
+    # why it won is read before what was rejected
+    text = photo.text
+    assert text.index("WHY THIS OUTPUT") < text.index("REJECTED") or text.index("Why this output") < text.index(
+        "Rejected")
+    if photo.find_elements(By.CSS_SELECTOR, ".rejected-preview img"):
+        assert "rejected — not delivered" in photo.text.lower()
+    # one asset at a glance: its section alone (kept beside the full page)
+    section_shot = Path(os.environ.get("INVERITY_SCREENSHOT", tmp_path / "report.png")).with_name("report-asset.png")
+    drv.execute_script("arguments[0].scrollIntoView()", photo)  # type: ignore[attr-defined]
+    assert photo.screenshot(str(section_shot)) and section_shot.stat().st_size > 20_000
 
     # a full-page screenshot, kept for a human to look at (INVERITY_SCREENSHOT=path to keep it elsewhere)
     drv.execute_script("window.scrollTo(0, 0)")  # type: ignore[attr-defined]

@@ -299,3 +299,79 @@ def test_cli_verify_auto_resolves_a_concrete_policy(tmp_path, photo: np.ndarray,
     assert main(["verify", str(orig), str(cand), "--json"]) == 0       # default policy: auto
     doc = json.loads(capsys.readouterr().out)
     assert doc["passed"] and doc["policy"].startswith("auto")
+
+
+# -- where: the worst windows as boxes in pixels -------------------------------------------------------------------
+
+def test_worst_windows_are_pixel_boxes_around_the_damage(photo: np.ndarray) -> None:
+    import doctest
+
+    from inverity import verify_types
+    from inverity.verify import Box
+
+    b = photo.copy()
+    y0, x0 = 100, 150                                          # not on any 32 px grid line: tile indices would miss it
+    b[y0:y0 + 12, x0:x0 + 12] = 255 - b[y0:y0 + 12, x0:x0 + 12]
+    v = verify(photo, b, Floors.controlled())
+    assert not v.passed
+    boxes = [Box.from_dict(d) for d in v.to_dict()["checks"]["worst_windows"]]
+    checks = [bx.check for bx in boxes]
+    assert {"worst_tile_psnr", "local_snr", "local_structure"} <= set(checks)
+    assert len(checks) == len(set(checks))                     # one window per check
+    for bx in boxes:                                           # every box overlaps the damaged 12×12 block
+        assert bx.x < x0 + 12 and bx.x + bx.w > x0 and bx.y < y0 + 12 and bx.y + bx.h > y0, bx
+        assert bx.x + bx.w <= photo.shape[1] and bx.y + bx.h <= photo.shape[0]
+    tile = next(bx for bx in boxes if bx.check == "worst_tile_psnr")
+    assert (tile.x, tile.y, tile.w, tile.h) == (128, 96, 32, 32)   # pixels, not tile indices
+    assert tile.value == pytest.approx(v.checks["worst_tile_psnr"], abs=1e-3)
+    snr = next(bx for bx in boxes if bx.check == "local_snr")
+    assert (snr.w, snr.h) == (16, 16) and f"(y={snr.y}, x={snr.x})" in " ".join(v.reasons)
+    # no legacy index-shaped keys remain: one shape for "where"
+    assert not {"worst_tile", "local_snr_at", "local_structure_at", "edge_missing_tile"} & set(v.checks)
+    # identical pixels: nowhere to point
+    assert verify(photo, photo.copy(), Floors.controlled()).checks["worst_windows"] == []
+    # an edge tile is clipped to the image
+    odd = np.ascontiguousarray(photo[:70, :90])
+    bad = odd.copy()
+    bad[64:70, 84:90] = 0
+    tiles = [bx for bx in (Box.from_dict(d) for d in verify(odd, bad, Floors.delivery()).to_dict()["checks"]
+                             ["worst_windows"]) if bx.check == "worst_tile_psnr"]
+    assert [(t.x, t.y, t.w, t.h) for t in tiles] == [(64, 64, 26, 6)]
+    assert doctest.testmod(verify_types).failed == 0
+
+
+def test_box_refuses_malformed_shapes() -> None:
+    from inverity.verify_types import Box, boxes_from_checks
+
+    with pytest.raises(ValueError, match="missing h, check"):
+        Box.from_dict({"x": 0, "y": 0, "w": 8})
+    with pytest.raises(ValueError, match="non-numeric"):
+        Box.from_dict({"x": "a", "y": 0, "w": 8, "h": 8, "check": "local_snr"})
+    with pytest.raises(ValueError, match="w, h > 0"):
+        Box(0, 0, 0, 4, "local_snr")
+    with pytest.raises(ValueError, match="list of boxes"):
+        boxes_from_checks({"worst_windows": {"x": 1}})
+    assert Box(10, 10, 4, 4, "x").clip(8, 8) is None
+
+
+def test_one_check_class_per_floor_in_reason_order(photo: np.ndarray) -> None:
+    import doctest
+
+    from inverity import verify_checks
+    from inverity.verify import _CHECK_FIELDS
+    from inverity.verify_checks import CHECKS, Context
+
+    assert [c.name for c in CHECKS] == list(_CHECK_FIELDS)      # every floor has exactly one check, in order
+    assert doctest.testmod(verify_checks).failed == 0
+    b = photo.copy()
+    b[100:130, 150:190] = b[100:130, 150:190][:, ::-1]
+    floors = Floors.controlled()
+    ctx = Context(photo, b, 255.0, photo, floors)
+    results = {c.name: c.run(ctx) for c in CHECKS if c.applies(floors)}
+    assert "lossless" not in results and "ms_ssim" not in results      # floors not set: not run
+    v = verify(photo, b, floors)
+    # the verdict is the checks' results, in order: failures first, each with its reason and its window
+    failed = [n for n, r in results.items() if r.passed is False]
+    assert v.failures == failed and v.reasons[:len(failed)] == [results[n].reason for n in failed]
+    assert v.checks["worst_windows"] == [r.where.to_dict() for r in results.values() if r.where is not None]
+    assert results["max_abs_error"].passed is None and results["max_abs_error"].reason == ""   # measured only

@@ -17,42 +17,6 @@ from . import app
 __all__: list[str] = []
 
 
-def _fmt_bytes(n: Any) -> str:
-    if n is None:
-        return "-"
-    n = int(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
-
-
-def _verdict(rec: dict[str, Any]) -> str:
-    verdict = {"done": "passed", "skipped": "passed (resumed)", "failed": "FAILED"}.get(rec.get("status", ""), "?")
-    dropped = (rec.get("metadata") or {}).get("dropped")  # metadata the output could not carry: never unsaid
-    return verdict + (f"; dropped: {', '.join(dropped)}" if dropped else "")
-
-
-def _summary_table(records: list[dict[str, Any]], title: str | None = None) -> Any:
-    from rich.table import Table
-
-    t = Table(title=title, show_lines=False, pad_edge=False)
-    for col, just in (("asset", "left"), ("kind", "left"), ("policy", "left"), ("stage", "left"),
-                      ("quality", "right"), ("bytes", "right"), ("ratio", "right"), ("verdict", "left")):
-        t.add_column(col, justify=just, no_wrap=(col != "asset"))  # type: ignore[arg-type]
-    for r in records:
-        pol = r.get("policy") or "-"
-        if r.get("policy_resolved") and r.get("policy_resolved") != pol:
-            pol = f"{pol}->{r['policy_resolved']}"
-        ratio = (r.get("input_bytes") or 0) / r["bytes"] if r.get("bytes") else None
-        t.add_row(str(r.get("input")), str((r.get("profile") or {}).get("kind") or "-"), pol,
-                  str(r.get("stage") or "-") + ("/dcm" if r.get("container") == "dicom" else ""),
-                  "-" if r.get("quality") is None else str(r["quality"]), _fmt_bytes(r.get("bytes")),
-                  "-" if ratio is None else f"{ratio:.2f}x", _verdict(r))
-    return t
-
-
 def _stdout() -> Any:
     from rich.console import Console
 
@@ -124,14 +88,11 @@ def compress_cmd(
         raise SystemExit(2)
     cat_path = catalog if catalog is not None else output / "inverity.sqlite"
     if not json_out:
+        from ._summary import summary_lines, terminal_width
+
         con = _stdout()
-        con.print(_summary_table(records))
-        done = sum(r["status"] != "failed" for r in records)
-        tin = sum(r.get("input_bytes") or 0 for r in records if r.get("bytes"))
-        tout = sum(r.get("bytes") or 0 for r in records)
-        con.print(f"{done}/{len(records)} assets ok; {_fmt_bytes(tin)} -> {_fmt_bytes(tout)}"
-                  + (f" ({tin / tout:.2f}x)" if tout else "") + f"; catalog {cat_path}",
-                  markup=False, highlight=False)
+        for line in summary_lines(records, width=terminal_width(), catalog=str(cat_path)):
+            con.print(line, markup=False, highlight=False, soft_wrap=True)
     code = _report_failures(records)
     if code:
         # SystemExit, not typer.Exit: with standalone_mode=False click *returns* an Exit's code, which
@@ -259,14 +220,17 @@ def demo_cmd(
     code = 0
     for policy, dest in runs:
         records = _run_batch([inputs], dest, policy, jobs, "local", False, label=policy)
-        con.print(_summary_table(records, title=f"policy {policy} -> {dest}"))
+        from ._summary import summary_lines, terminal_width
+
+        for line in summary_lines(records, width=terminal_width(), title=f"policy {policy} -> {dest}"):
+            con.print(line, markup=False, highlight=False, soft_wrap=True)
         code = max(code, _report_failures(records))
         try:
             from ..report import write_report
         except ImportError:
             continue
         page = write_report(dest, records, dest=outdir / "report" / ("" if policy == "auto" else policy),
-                            roots=[inputs])
+                            roots=[inputs], preview_rejected=True)
         con.print(f"audit page: {page}", markup=False, highlight=False)
     if len(runs) == 1:
         con.print("learned model not present: skipped the 'controlled' run", markup=False, highlight=False)

@@ -22,10 +22,14 @@ def report(
     root: Optional[List[Path]] = typer.Option(None, "--root",
                                               help="Directory the inputs are relative to (repeatable); "
                                                    "default: the current directory and OUTDIR's parent."),
+    preview_rejected: bool = typer.Option(False, "--preview-rejected",
+                                          help="Re-encode each rejected learned attempt from its record (stage, "
+                                               "quality, options) and show it, labelled 'rejected — not "
+                                               "delivered' (one learned encode per such asset)."),
 ) -> None:
     """Write the audit page: every asset with its decision, a comparison slider, error and spectral maps."""
     from ..report import read_records_file, write_report
 
     recs = read_records_file(records) if records is not None else None
-    page = write_report(outdir, recs, dest=dest, roots=root or ())
+    page = write_report(outdir, recs, dest=dest, roots=root or (), preview_rejected=preview_rejected)
     typer.echo(str(page))

@@ -1,16 +1,19 @@
 """The audit page: one static HTML file per batch that shows, for every asset, what was done and why.
 
 This is where a failure becomes legible. For each asset of a ``compress`` output directory the page shows the
-decision (policy, stage, quality, bytes, ratio, verdict and the reasons), the original and the reconstruction
-under a slider, an amplified error heat map, the error's spectrum, the worst tile at 1:1, every attempt (including
-the rejected ones and why) and the full decision record::
+decision — first why the chosen candidate won, then what was rejected and why — the original and the
+reconstruction under a slider, an amplified error heat map with the verifier's own worst windows marked on it
+(``checks["worst_windows"]``: never recomputed here), the error's spectrum, 1:1 crops around those windows, every
+attempt (collapsed), the checks as small tables, optionally a preview of a rejected learned attempt (re-encoded,
+labelled "rejected — not delivered") and the full decision record::
 
     OUTDIR/inverity.sqlite ──► records ──► per asset: load original + decode output
-                                              │  tone-map (16-bit), downscale, |x̂ − x|, FFT, worst tile
+                                              │  tone-map (16-bit), downscale, |x̂ − x|, FFT, crops at the
+                                              │  verifier's worst windows, [re-encode the rejected learned try]
                                               ▼
-                               OUTDIR/report/index.html + OUTDIR/report/assets/*.png
+                               OUTDIR/report/index.html + OUTDIR/report/assets/*.webp|*.png
 
-The page stands alone: no external resource (CSS and JS inline, images are PNG files beside it), so it can be
+The page stands alone: no external resource (CSS and JS inline, images are files beside it), so it can be
 archived with the batch and opened offline.
 """
 from __future__ import annotations
@@ -31,7 +34,7 @@ REPORT_DIR = "report"
 
 def write_report(outdir: str | os.PathLike[str], records: Iterable[Mapping[str, Any]] | None = None, *,
                  dest: str | os.PathLike[str] | None = None,
-                 roots: Iterable[str | os.PathLike[str]] = ()) -> Path:
+                 roots: Iterable[str | os.PathLike[str]] = (), preview_rejected: bool = False) -> Path:
     """Write the audit page of a batch and return the path of its ``index.html``.
 
     Parameters
@@ -47,6 +50,10 @@ def write_report(outdir: str | os.PathLike[str], records: Iterable[Mapping[str, 
     roots
         Directories to look for originals in, for records whose ``input`` is relative to the directory that was
         compressed (the current directory and ``outdir``'s parent are always tried).
+    preview_rejected
+        Re-encode each asset's best rejected learned attempt from the record's stage, quality and options (the
+        pipeline keeps no rejected payload) and show it, verified again, as "rejected — not delivered". Costs
+        one learned encode + decode per such asset.
 
     Returns
     -------
@@ -76,4 +83,4 @@ def write_report(outdir: str | os.PathLike[str], records: Iterable[Mapping[str, 
     page = target if target.suffix.lower() in (".html", ".htm") else target / "index.html"
     if page.parent.exists() and not page.parent.is_dir():
         raise InputError(f"{page.parent}: not a directory")
-    return build_report(out, recs, page, [Path(r) for r in roots])
+    return build_report(out, recs, page, [Path(r) for r in roots], preview_rejected=preview_rejected)

@@ -1,13 +1,16 @@
 """Build the audit page: records → per-asset views (images written beside the page) → one HTML file.
 
 The page must stand alone (an auditor may open it from a copied folder, offline): no external resources, CSS and
-JS inline, every image a PNG file next to ``index.html``. Every string from a record goes through Jinja2's
-autoescape, and no record data is ever placed inside ``<script>``.
+JS inline, every image a file in ``assets/`` next to ``index.html``. Every string from a record goes through
+Jinja2's autoescape, and no record data is ever placed inside ``<script>``.
+
+Kept small: previews and maps are WebP at screen size (≤ ``DISPLAY_MAX_SIDE`` px on the long side; lossless where
+that is cheap, q90 otherwise), the spectral map ≤ ``SPECTRUM_MAX_SIDE``; only the crops around the verifier's
+worst windows are full-resolution PNG. The demo's two pages (7 + 7 assets) went from 12.3 MB to about 3 MB.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -21,15 +24,27 @@ import numpy as np
 from .._atomic import atomic_write_bytes, atomic_write_text
 from ..errors import InputError, InverityError
 from ..image import Image
+from ..verify_types import Box, boxes_from_checks
 from . import _maps
+from ._why import CheckRow, Why, attempt_label, check_rows, chosen_attempt, explain, fmt, human_bytes, main_reasons, \
+    verdict_of
 
 __all__ = ["build_report", "load_catalog_records", "read_records_file", "resolve_input", "resolve_output",
            "verdict_of", "ASSETS_DIR"]
 
 #: the folder, next to the page, that holds its images
 ASSETS_DIR = "assets"
-#: largest side of the 1:1 worst-tile crops
+#: the 1:1 crops around a worst window: at least this much context, at most this large, at most this many
+CROP_MIN = 64
 CROP_MAX = 256
+MAX_CROPS = 3
+#: lossy WebP quality of previews that do not compress well losslessly (photos), and of the heat maps
+PREVIEW_QUALITY = 90
+MAP_QUALITY = 80
+#: the maps sit in a grid cell a third of the page wide: this is plenty (the error map keeps each block's
+#: largest error, so one wrong pixel still shows); the spectral map is a global picture and smaller still
+MAP_MAX_SIDE = 512
+SPECTRUM_MAX_SIDE = 384
 ERROR_CMAP = "inferno"
 SPECTRUM_CMAP = "magma"
 
@@ -171,130 +186,96 @@ def _try_read(path: Path | None, what: str) -> tuple[Image | None, str | None]:
         return None, f"the {what} {path.name} could not be decoded: {type(exc).__name__}: {exc}"
 
 
-# -- verdicts and summaries --------------------------------------------------------------------------------------
-def _chosen(attempts: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The attempt whose output was written: flagged ``chosen`` by the pipeline, else the last one."""
-    return next((a for a in attempts if a.get("chosen")), attempts[-1] if attempts else None)
-
-
-def _rejections(attempts: list[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    """Failed attempts of *other* stages (fallbacks). Failed quality probes of the chosen stage are steps of
-    its quality search, not rejections."""
-    stage = chosen.get("stage") if chosen is not None else None
-    return [a for a in attempts if a.get("passed") is False and (stage is None or a.get("stage") != stage)]
-
-
-def verdict_of(record: Mapping[str, Any]) -> tuple[str, str]:
-    """``(css class, label)`` of a record: failed, lossless, verified, unverified.
-
-    Examples
-    --------
-    >>> verdict_of({"status": "failed", "error": "x"})
-    ('failed', 'failed')
-    >>> verdict_of({"attempts": [{"stage": "learned", "passed": False}, {"stage": "jpeg", "passed": True}],
-    ...             "checks": {"lossless": False}})
-    ('verified', 'verified after 1 rejected attempt')
-    >>> verdict_of({"attempts": [{"stage": "avif", "quality": 60, "passed": True, "chosen": True},
-    ...                          {"stage": "avif", "quality": 55, "passed": False}], "checks": {}})
-    ('verified', 'verified')
-    >>> verdict_of({"attempts": [{"passed": True}], "checks": {"lossless": True}})
-    ('lossless', 'bit-exact')
-    """
-    if record.get("status") == "failed" or record.get("error"):
-        return "failed", "failed"
-    attempts = [a for a in record.get("attempts") or [] if isinstance(a, Mapping)]
-    chosen = _chosen(attempts)
-    if chosen is not None and not chosen.get("passed", True):
-        return "unverified", "not verified"
-    rejected = len(_rejections(attempts, chosen))
-    extra = f" after {rejected} rejected attempt{'s' if rejected != 1 else ''}" if rejected else ""
-    if (record.get("checks") or {}).get("lossless") is True:
-        return "lossless", "bit-exact" + extra
-    if not attempts:
-        return "unverified", "no verification recorded"
-    return "verified", "verified" + extra
-
-
-def _attempt_label(a: Mapping[str, Any]) -> str:
-    q = a.get("quality")
-    return f"{a.get('stage', '?')}" + (f" q{q}" if q is not None else "")
-
-
-def main_reasons(record: Mapping[str, Any], limit: int = 3) -> list[str]:
-    """The few lines that explain a record in the summary table: the error, then rejected stages, then why
-    the chosen stage and quality were accepted."""
-    out: list[str] = []
-    if record.get("error"):
-        out.append(str(record["error"]))
-    attempts = [a for a in record.get("attempts") or [] if isinstance(a, Mapping)]
-    chosen = _chosen(attempts)
-    for a in _rejections(attempts, chosen):
-        why = "; ".join(str(r) for r in (a.get("reasons") or [])[:2]) or "failed"
-        out.append(f"{_attempt_label(a)} rejected: {why}")
-    if chosen is not None and chosen.get("passed") and chosen.get("reasons"):
-        out.append(f"{_attempt_label(chosen)}: {chosen['reasons'][0]}")
-    out.extend(str(r) for r in record.get("reasons") or [] if " rejected: " not in str(r))
-    # the same line can reach us twice (a rejected attempt is also summarised in the record's reasons)
-    return list(dict.fromkeys(out))[:limit]
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "∞" if v > 0 else "−∞"
-        if math.isnan(v):
-            return "n/a"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
-    if v is None:
-        return "—"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, default=str)
-    return str(v)
-
-
-def _human_bytes(n: Any) -> str:
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
+# -- verdicts and summaries (the words live in _why) ---------------------------------------------------------------
 def _slug(i: int, name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name).strip("-.")[:40] or "asset"
     return f"a{i:03d}-{stem}"
 
 
-def _record_tile(checks: Mapping[str, Any]) -> _maps.Tile | None:
-    """The worst tile as the verifier recorded it, if it did: a dict with x, y and w/h (or width/height, or
-    x0, y0, x1, y1), or a 4-list ``[x, y, w, h]``, under ``worst_tile``, ``worst_tile_box`` or
-    ``worst_tile_xywh``."""
-    psnr = checks.get("worst_tile_psnr")
-    psnr = float(psnr) if isinstance(psnr, (int, float)) and not isinstance(psnr, bool) else None
-    for key in ("worst_tile", "worst_tile_box", "worst_tile_xywh"):
-        t = checks.get(key)
-        try:
-            if isinstance(t, Mapping):
-                if {"x0", "y0", "x1", "y1"} <= t.keys():
-                    x, y = int(t["x0"]), int(t["y0"])
-                    return _maps.Tile(x, y, int(t["x1"]) - x, int(t["y1"]) - y, psnr, "record")
-                w, h = t.get("w", t.get("width")), t.get("h", t.get("height"))
-                if w is not None and h is not None:
-                    return _maps.Tile(int(t["x"]), int(t["y"]), int(w), int(h),
-                                      float(t["psnr"]) if isinstance(t.get("psnr"), (int, float)) else psnr, "record")
-            elif isinstance(t, (list, tuple)) and len(t) == 4:
-                x, y, w, h = (int(v) for v in t)
-                return _maps.Tile(x, y, w, h, psnr, "record")
-        except (KeyError, TypeError, ValueError):
-            continue
-    return None
+#: unit of each localising check's value, for the labels of its window
+_UNITS = {"worst_tile_psnr": " dB", "local_snr": " dB", "local_structure": " dB"}
+#: which windows get 1:1 crops first (after the failed ones)
+_CROP_ORDER = ("worst_tile_psnr", "local_snr", "local_structure", "edge_missing", "edge_invented", "tile_band_kept")
+
+
+def _box_label(b: Box) -> str:
+    if b.value is None:
+        return b.check
+    if b.check in _UNITS:
+        return f"{b.check} {b.value:.1f}{_UNITS[b.check]}"
+    return f"{b.check} {100 * b.value:.0f}%"
+
+
+@dataclass
+class WindowView:
+    """One worst window as the verifier recorded it (clipped to the image), with the checks that point at it."""
+
+    box: Box
+    labels: list[str]
+    failed: bool
+    pct: dict[str, str]
+    crop: dict[str, str] = field(default_factory=dict)
+    crop_rect: tuple[int, int, int, int] = (0, 0, 0, 0)
+    label_below: bool = False  # its top-left corner is another window's: put its number at the bottom
+
+    @property
+    def data(self) -> str:
+        return f"{self.box.x},{self.box.y},{self.box.w},{self.box.h}"
+
+    @property
+    def title(self) -> str:
+        return "; ".join(self.labels)
+
+
+def _windows(boxes: list[Box], failures: set[str], height: int, width: int) -> list[WindowView]:
+    """Group the verifier's boxes by rectangle (two checks often point at the same window), failed ones first."""
+    groups: dict[tuple[int, int, int, int], list[Box]] = {}
+    for b in boxes:
+        c = b.clip(height, width)
+        if c is not None:
+            groups.setdefault((c.x, c.y, c.w, c.h), []).append(c)
+    out = []
+    for (x, y, w, h), bs in groups.items():
+        out.append(WindowView(bs[0], [_box_label(b) for b in bs], any(b.check in failures for b in bs),
+                              {"left": f"{100 * x / width:.4f}%", "top": f"{100 * y / height:.4f}%",
+                               "width": f"{100 * w / width:.4f}%", "height": f"{100 * h / height:.4f}%"}))
+
+    def rank(v: WindowView) -> tuple[int, int]:
+        first = min((_CROP_ORDER.index(lb.split()[0]) if lb.split()[0] in _CROP_ORDER else 99) for lb in v.labels)
+        return (0 if v.failed else 1, first)
+
+    ordered = sorted(out, key=rank)
+    corners: set[tuple[int, int]] = set()
+    for v in ordered:
+        v.label_below = (v.box.x, v.box.y) in corners
+        corners.add((v.box.x, v.box.y))
+    return ordered
+
+
+def _crop_rect(b: Box, height: int, width: int) -> tuple[int, int, int, int]:
+    """A 1:1 crop around a window: at least ``CROP_MIN`` a side for context, at most ``CROP_MAX``, centred."""
+    cw = min(max(b.w, CROP_MIN), CROP_MAX, width)
+    ch = min(max(b.h, CROP_MIN), CROP_MAX, height)
+    cx = min(max(0, b.x + b.w // 2 - cw // 2), width - cw)
+    cy = min(max(0, b.y + b.h // 2 - ch // 2), height - ch)
+    return cx, cy, cw, ch
 
 
 # -- per-asset view ----------------------------------------------------------------------------------------------
+@dataclass
+class RejectedView:
+    """A rejected attempt re-encoded for a preview (never delivered)."""
+
+    label: str
+    reasons: list[str]
+    bytes_h: str = ""
+    src: str | None = None
+    error_src: str | None = None
+    windows: list[WindowView] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
 @dataclass
 class AssetView:
     """Everything the template shows for one asset (strings are escaped by the template, never here)."""
@@ -314,6 +295,7 @@ class AssetView:
     ratio: str
     bpp: str
     reasons: list[str]
+    why: Why = field(default_factory=Why)
     input_path: str | None = None
     output_path: str | None = None
     output_href: str | None = None
@@ -325,31 +307,43 @@ class AssetView:
     recon_src: str | None = None
     error_src: str | None = None
     spectrum_src: str | None = None
-    crop_srcs: dict[str, str] = field(default_factory=dict)
-    crop_w: int = 0
-    crop_h: int = 0
     error_vmax: str = ""
     error_max: str = ""
     spectrum_caption: str = ""
-    tile: _maps.Tile | None = None
-    tile_pct: dict[str, str] = field(default_factory=dict)
+    windows: list[WindowView] = field(default_factory=list)
     side_by_side: bool = False  # original and reconstruction cannot be overlaid (different sizes)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    checks: list[tuple[str, str]] = field(default_factory=list)
+    checks: list[CheckRow] = field(default_factory=list)
     all_reasons: list[str] = field(default_factory=list)
+    rejected_preview: RejectedView | None = None
     record_json: str = ""
 
     @property
-    def tile_psnr(self) -> str:
-        p = None if self.tile is None else self.tile.psnr
-        return "" if p is None else ("∞ (identical)" if math.isinf(p) else f"{p:.2f} dB")
+    def windows_data(self) -> str:
+        return ";".join(w.data for w in self.windows)
 
-    @property
-    def tile_data(self) -> str:
-        t = self.tile
-        return "" if t is None else f"{t.x},{t.y},{t.w},{t.h}"
+
+def _encode_display(pixels: np.ndarray, lossless: bool | None, quality: int = PREVIEW_QUALITY) -> tuple[bytes, str]:
+    """An 8-bit display image as WebP: lossless when asked, lossy (``quality``) when not, and with ``None``
+    whichever is reasonable — lossless unless it is more than 1.5× the lossy size (photos), so flat drawings and
+    sparse error maps stay exact."""
+    import imagecodecs
+
+    c = pixels.shape[2] if pixels.ndim == 3 else 1
+    arr = pixels.reshape(pixels.shape[0], pixels.shape[1], c)
+    if c in (1, 2):  # WebP has no grey: replicate luma (keep alpha)
+        arr = np.concatenate([np.repeat(arr[..., :1], 3, axis=2), arr[..., 1:]], axis=2)
+    arr = np.ascontiguousarray(arr)
+    if lossless:
+        return bytes(imagecodecs.webp_encode(arr, lossless=True, method=2)), "webp"
+    lossy = bytes(imagecodecs.webp_encode(arr, level=quality, lossless=False))
+    if lossless is None:
+        exact = bytes(imagecodecs.webp_encode(arr, lossless=True, method=2))
+        if len(exact) <= 1.5 * len(lossy):
+            return exact, "webp"
+    return lossy, "webp"
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -360,7 +354,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 class _Writer:
-    """Writes the page's images (atomically) under ``assets/`` and hands back their relative URLs."""
+    """Writes the page's images (atomically) under ``assets/`` and hands back their relative URLs: screen-size
+    previews and maps as WebP, 1:1 crops as PNG (the exact pixels a reviewer zooms into)."""
 
     def __init__(self, page_dir: Path) -> None:
         self.page_dir = page_dir
@@ -369,6 +364,13 @@ class _Writer:
     def png(self, name: str, pixels: np.ndarray) -> str:
         rel = f"{ASSETS_DIR}/{name}.png"
         self.written.append(atomic_write_bytes(self.page_dir / rel, _png(pixels)))
+        return rel
+
+    def webp(self, name: str, pixels: np.ndarray, lossless: bool | None = None,
+             quality: int = PREVIEW_QUALITY) -> str:
+        data, ext = _encode_display(pixels, lossless, quality)
+        rel = f"{ASSETS_DIR}/{name}.{ext}"
+        self.written.append(atomic_write_bytes(self.page_dir / rel, data))
         return rel
 
 
@@ -403,8 +405,95 @@ def _comparable(orig: Image, recon: Image) -> tuple[np.ndarray | None, list[str]
     return r, notes
 
 
+def _record_boxes(record: Mapping[str, Any], view: AssetView) -> list[Box]:
+    """The verifier's worst windows of the written output, exactly as recorded (never recomputed here)."""
+    checks = record.get("checks") or {}
+    try:
+        boxes = boxes_from_checks(checks)
+    except ValueError as exc:
+        view.problems.append(f"the record's worst windows are malformed ({exc}); none drawn")
+        return []
+    if not boxes and "worst_windows" not in checks:
+        view.notes.append("the record has no worst windows (written by a verifier that did not record them): "
+                          "no window is marked; re-run compress to get them")
+    return boxes
+
+
+def _chosen_failures(record: Mapping[str, Any]) -> set[str]:
+    chosen = chosen_attempt([a for a in record.get("attempts") or [] if isinstance(a, Mapping)])
+    return {str(f) for f in (chosen or {}).get("failures") or []}
+
+
+class _Shower:
+    """Renders display images of one asset: one tone map and one preview size for everything it shows."""
+
+    def __init__(self, writer: _Writer, slug: str, tone: _maps.ToneMap, size: tuple[int, int]) -> None:
+        self.writer, self.slug, self.tone, self.size = writer, slug, tone, size
+
+    def preview(self, px: np.ndarray, name: str) -> str:
+        return self.writer.webp(f"{self.slug}-{name}", _maps.resize_display(_maps.to_display(px, self.tone),
+                                                                             self.size))
+
+    def crop(self, px: np.ndarray, name: str) -> str:
+        return self.writer.png(f"{self.slug}-{name}", _maps.to_display(px, self.tone))
+
+
+def _show_maps(view: AssetView, record: Mapping[str, Any], o: np.ndarray, rpx: np.ndarray, orig: Image,
+               show: _Shower) -> None:
+    """Error and spectral maps, the verifier's worst windows on them, and 1:1 crops around those windows."""
+    err = _maps.abs_error(o, rpx)
+    # the error scale's floor is relative to what the page displays: the tone-map window of a deep image (a
+    # 12-bit CT in uint16 spans a few hundred of 65535 levels), the full range of an 8-bit one
+    full_scale = show.tone.high - show.tone.low if show.tone.note else float(orig.max_value)
+    emap, vmax = _maps.error_map(err, full_scale, _maps.preview_size(*err.shape, MAP_MAX_SIDE), ERROR_CMAP)
+    view.error_src = show.writer.webp(f"{show.slug}-error", emap, quality=MAP_QUALITY)
+    view.error_vmax = fmt(float(vmax))
+    view.error_max = fmt(float(err.max()))
+    smap, view.spectrum_caption = _maps.spectral_map(o, rpx, size_cap=SPECTRUM_MAX_SIDE, cmap=SPECTRUM_CMAP)
+    view.spectrum_src = show.writer.webp(f"{show.slug}-spectrum", smap, quality=MAP_QUALITY)
+    if not err.any():  # identical pixels: there is no worst window to point at
+        view.notes.append("the reconstruction is pixel-identical to the original")
+        return
+    view.windows = _windows(_record_boxes(record, view), _chosen_failures(record), orig.height, orig.width)
+    for k, w in enumerate(view.windows[:MAX_CROPS]):
+        x, y, cw, ch = w.crop_rect = _crop_rect(w.box, orig.height, orig.width)
+        sl = (slice(y, y + ch), slice(x, x + cw))
+        w.crop = {"original": show.crop(o[sl], f"w{k}-orig"), "reconstruction": show.crop(rpx[sl], f"w{k}-recon"),
+                  "error": show.writer.png(f"{show.slug}-w{k}-err",
+                                           _maps.error_map(err[sl], full_scale, (ch, cw), ERROR_CMAP, vmax=vmax)[0])}
+
+
+def _show_rejected(view: AssetView, record: Mapping[str, Any], orig: Image, show: _Shower) -> None:
+    """Re-encode the best rejected learned attempt and show it, with its own worst windows, as not delivered."""
+    from . import _rejected
+
+    attempt = _rejected.pick_rejected(record)
+    if attempt is None:
+        return
+    rv = RejectedView(label=attempt_label(attempt), reasons=[str(r) for r in attempt.get("reasons") or []][:4])
+    view.rejected_preview = rv
+    try:
+        prev = _rejected.reencode(record, attempt, orig)
+    except Exception as exc:  # noqa: BLE001 - a missing model or codec shows on the page, it does not abort it
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        rv.problem = f"could not re-encode {rv.label} for a preview: {msg}"
+        return
+    rpx, notes = _comparable(orig, prev.reconstruction)
+    rv.notes = prev.notes + notes
+    rv.bytes_h = human_bytes(prev.bytes)
+    if rpx is None:
+        rv.problem = "the re-encoded reconstruction cannot be compared with the original"
+        return
+    rv.src = show.preview(rpx, f"rejected-{attempt.get('stage')}")
+    err = _maps.abs_error(orig.pixels, rpx)
+    full_scale = show.tone.high - show.tone.low if show.tone.note else float(orig.max_value)
+    rmap = _maps.error_map(err, full_scale, _maps.preview_size(*err.shape, MAP_MAX_SIDE), ERROR_CMAP)[0]
+    rv.error_src = show.writer.webp(f"{show.slug}-rejected-error", rmap, quality=MAP_QUALITY)
+    rv.windows = _windows(prev.windows, set(prev.failures), orig.height, orig.width)
+
+
 def _asset_view(i: int, record: dict[str, Any], outdir: Path, page_dir: Path, roots: list[Path],
-                writer: _Writer) -> AssetView:
+                writer: _Writer, preview_rejected: bool = False) -> AssetView:
     prof = record.get("profile") or {}
     checks = record.get("checks") or {}
     vclass, vlabel = verdict_of(record)
@@ -419,10 +508,11 @@ def _asset_view(i: int, record: dict[str, Any], outdir: Path, page_dir: Path, ro
     view = AssetView(
         index=i, slug=slug, record=record, label=label, verdict_class=vclass, verdict=vlabel, kind=kind,
         ood=prof.get("in_distribution") is False, policy=policy, stage=str(record.get("stage") or "—"),
-        quality=_fmt(record.get("quality")), bytes_h=_human_bytes(record.get("bytes")), ratio="—", bpp="—",
-        reasons=main_reasons(record),
-        attempts=[dict(a) for a in record.get("attempts") or [] if isinstance(a, Mapping)],
-        checks=[(str(k), _fmt(v)) for k, v in checks.items()],
+        quality=fmt(record.get("quality")), bytes_h=human_bytes(record.get("bytes")), ratio="—", bpp="—",
+        reasons=main_reasons(record), why=explain(record),
+        attempts=[dict(a, bytes_h=human_bytes(a.get("bytes")) if a.get("bytes") is not None else "")
+                  for a in record.get("attempts") or [] if isinstance(a, Mapping)],
+        checks=check_rows(checks),
         all_reasons=[str(r) for r in record.get("reasons") or []],
         record_json=json.dumps(record, indent=2, default=str, ensure_ascii=False),
     )
@@ -469,13 +559,13 @@ def _asset_view(i: int, record: dict[str, Any], outdir: Path, page_dir: Path, ro
         view.notes.append(tone.note)
     if size != (ref.height, ref.width):
         view.notes.append(f"{ref.width}×{ref.height} image shown at {size[1]}×{size[0]} (previews are downscaled; "
-                          "the error map keeps the largest error of each block, the worst-tile crops are 1:1)")
-
-    def show(px: np.ndarray, name: str) -> str:
-        return writer.png(f"{slug}-{name}", _maps.resize_display(_maps.to_display(px, tone), size))
-
+                          "the error map keeps the largest error of each block, the crops around the worst windows "
+                          "are 1:1)")
+    show = _Shower(writer, slug, tone, size)
     if orig is not None:
-        view.original_src = show(orig.pixels, "original")
+        view.original_src = show.preview(orig.pixels, "original")
+        if preview_rejected:
+            _show_rejected(view, record, orig, show)
     if recon is None:
         return view
     rpx, cmp_notes = (recon.pixels, []) if orig is None else _comparable(orig, recon)
@@ -483,50 +573,14 @@ def _asset_view(i: int, record: dict[str, Any], outdir: Path, page_dir: Path, ro
     if rpx is None:  # not comparable: show both side by side, each with its own tone map
         rtone = _maps.tone_map_for(recon.pixels, recon.bit_depth)
         rsize = _maps.preview_size(recon.height, recon.width)
-        view.recon_src = writer.png(f"{slug}-reconstruction",
-                                    _maps.resize_display(_maps.to_display(recon.pixels, rtone), rsize))
+        view.recon_src = writer.webp(f"{slug}-reconstruction",
+                                     _maps.resize_display(_maps.to_display(recon.pixels, rtone), rsize))
         view.side_by_side = True
         return view
-    view.recon_src = show(rpx, "reconstruction")
-    if orig is None:
-        return view
-
-    # -- the maps: what changed, where, and at which frequencies
-    o = orig.pixels
-    err = _maps.abs_error(o, rpx)
-    # the error scale's floor is relative to what the page displays: the tone-map window of a deep image (a
-    # 12-bit CT in uint16 spans a few hundred of 65535 levels), the full range of an 8-bit one
-    full_scale = tone.high - tone.low if tone.note else float(orig.max_value)
-    bits = record.get("bit_depth")
-    peak = (1 << bits) - 1 if isinstance(bits, int) and 1 <= bits <= 8 * o.dtype.itemsize else orig.max_value
-    emap, vmax = _maps.error_map(err, full_scale, size, ERROR_CMAP)
-    view.error_src = writer.png(f"{slug}-error", emap)
-    view.error_vmax = _fmt(float(vmax))
-    view.error_max = _fmt(float(err.max()))
-    smap, view.spectrum_caption = _maps.spectral_map(o, rpx, cmap=SPECTRUM_CMAP)
-    view.spectrum_src = writer.png(f"{slug}-spectrum", smap)
-
-    if not err.any():  # identical pixels: there is no worst tile to point at
-        view.notes.append("the reconstruction is pixel-identical to the original")
-        return view
-    tile = _record_tile(checks)
-    tile = tile.clip(orig.height, orig.width) if tile is not None else None
-    if tile is None:
-        tile = _maps.worst_tile(o, rpx, peak)
-    view.tile = tile
-    view.tile_pct = {"left": f"{100 * tile.x / orig.width:.4f}%", "top": f"{100 * tile.y / orig.height:.4f}%",
-                     "width": f"{100 * tile.w / orig.width:.4f}%", "height": f"{100 * tile.h / orig.height:.4f}%"}
-    # 1:1 crops of the worst tile (centred, at most CROP_MAX a side): the pixels a downscaled preview hides
-    cw, ch = min(tile.w, CROP_MAX), min(tile.h, CROP_MAX)
-    cx, cy = tile.x + (tile.w - cw) // 2, tile.y + (tile.h - ch) // 2
-    sl = (slice(cy, cy + ch), slice(cx, cx + cw))
-    view.crop_w, view.crop_h = cw, ch
-    view.crop_srcs = {
-        "original": writer.png(f"{slug}-worst-tile-orig", _maps.to_display(o[sl], tone)),
-        "reconstruction": writer.png(f"{slug}-worst-tile-recon", _maps.to_display(rpx[sl], tone)),
-        "error": writer.png(f"{slug}-worst-tile-err", _maps.error_map(err[sl], full_scale, (ch, cw), ERROR_CMAP,
-                                                                 vmax=vmax)[0]),
-    }
+    view.recon_src = show.preview(rpx, "reconstruction")
+    if orig is not None:
+        # -- the maps: what changed, where (the verifier's own windows), and at which frequencies
+        _show_maps(view, record, orig.pixels, rpx, orig, show)
     return view
 
 
@@ -547,11 +601,13 @@ def _version() -> str:
         return "unknown"
 
 
-def build_report(outdir: Path, records: list[dict[str, Any]], page: Path, roots: list[Path]) -> Path:
+def build_report(outdir: Path, records: list[dict[str, Any]], page: Path, roots: list[Path], *,
+                 preview_rejected: bool = False) -> Path:
     """Render ``records`` into ``page`` (an ``.html`` path); images go to ``page.parent / assets``."""
     page_dir = page.parent
     writer = _Writer(page_dir)
-    views = [_asset_view(i, dict(r), outdir, page_dir, roots, writer) for i, r in enumerate(records, 1)]
+    views = [_asset_view(i, dict(r), outdir, page_dir, roots, writer, preview_rejected)
+             for i, r in enumerate(records, 1)]
     counts: dict[str, int] = {}
     for v in views:
         counts[v.verdict_class] = counts.get(v.verdict_class, 0) + 1
@@ -560,8 +616,7 @@ def build_report(outdir: Path, records: list[dict[str, Any]], page: Path, roots:
              and v.verdict_class != "failed"]
     in_total = sum(int(v.record["input_bytes"]) for v in sized)
     out_total = sum(int(v.record["bytes"]) for v in sized)
-    fallbacks = sum(1 for v in views if any(a.get("passed") is False for a in v.attempts) and v.verdict_class
-                    in ("verified", "lossless"))
+    fallbacks = sum(1 for v in views if v.why.rejected and v.verdict_class in ("verified", "lossless"))
     summary = {
         "assets": len(views),
         "passed": counts.get("verified", 0) + counts.get("lossless", 0),
@@ -569,8 +624,8 @@ def build_report(outdir: Path, records: list[dict[str, Any]], page: Path, roots:
         "failed": counts.get("failed", 0),
         "unverified": counts.get("unverified", 0),
         "fallbacks": fallbacks,
-        "in_bytes": _human_bytes(in_total) if in_total else "—",
-        "out_bytes": _human_bytes(out_total) if out_total else "—",
+        "in_bytes": human_bytes(in_total) if in_total else "—",
+        "out_bytes": human_bytes(out_total) if out_total else "—",
         "ratio": f"{in_total / out_total:.2f}×" if in_total and out_total else "—",
     }
     html = _environment().get_template("index.html.j2").render(

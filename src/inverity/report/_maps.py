@@ -1,7 +1,8 @@
-"""Pixel work behind the audit page: display tone-mapping, previews, error and spectral maps, worst tile.
+"""Pixel work behind the audit page: display tone-mapping, previews, error and spectral maps.
 
 Everything here is plain numpy on ``H×W×C`` arrays and returns ``uint8`` arrays ready for PNG; the page
-builder (``_build``) decides what to show. Kept free of I/O so each function can be tested on its own.
+builder (``_build``) decides what to show. Kept free of I/O so each function can be tested on its own. Where to
+look (the worst windows) is the verifier's to say (``checks["worst_windows"]``); nothing here searches for it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "DISPLAY_MAX_SIDE", "ToneMap", "tone_map_for", "to_display", "preview_size", "resize_display",
-    "abs_error", "error_map", "spectral_map", "Tile", "worst_tile", "colormap_lut", "gradient_css",
+    "abs_error", "error_map", "spectral_map", "colormap_lut", "gradient_css",
 ]
 
 #: previews are downscaled so that their longest side is at most this many pixels
@@ -236,51 +237,3 @@ def spectral_map(original: np.ndarray, reconstruction: np.ndarray, size_cap: int
     caption = (f"log(1+|FFT(x̂−x)|), centred (DC in the middle), Hann window, {how}; "
                f"colour scale 0–{peak:.3g}" if peak > 0 else "no error: the spectrum is empty")
     return _apply(small, cmap), caption
-
-
-# -- worst tile --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Tile:
-    """A rectangle in image pixels and the PSNR inside it; ``source`` is ``record`` or ``report``."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    psnr: float | None
-    source: str
-    grid: int = 0  # tile side of the grid it was found on (0: given by the record)
-
-    def clip(self, height: int, width: int) -> "Tile | None":
-        x0, y0 = max(0, self.x), max(0, self.y)
-        x1, y1 = min(width, self.x + self.w), min(height, self.y + self.h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return Tile(x0, y0, x1 - x0, y1 - y0, self.psnr, self.source, self.grid)
-
-
-def worst_tile(original: np.ndarray, reconstruction: np.ndarray, max_value: int, tile: int = 64) -> Tile:
-    """The grid tile with the lowest PSNR (largest mean squared error).
-
-    A global PSNR can hide one ruined region (a face smeared by a learned codec); the worst tile is where an
-    auditor should look first. Tiles are ``tile``×``tile`` (smaller for small images); edge tiles are partial.
-
-    Examples
-    --------
-    >>> a = np.zeros((128, 128, 1), np.uint8); b = a.copy(); b[70:80, 10:20] = 50
-    >>> t = worst_tile(a, b, 255)
-    >>> (t.x, t.y, t.w, t.h)
-    (0, 64, 64, 64)
-    """
-    h, w = original.shape[:2]
-    t = max(8, min(tile, max(h, w) // 2 or 1))
-    sq = ((reconstruction.astype(np.float64) - original.astype(np.float64)) ** 2).mean(axis=2)
-    ny, nx = -(-h // t), -(-w // t)
-    padded = np.pad(sq, ((0, ny * t - h), (0, nx * t - w)))
-    counts = np.pad(np.ones_like(sq), ((0, ny * t - h), (0, nx * t - w)))
-    mse = padded.reshape(ny, t, nx, t).sum(axis=(1, 3)) / counts.reshape(ny, t, nx, t).sum(axis=(1, 3))
-    iy, ix = np.unravel_index(int(np.argmax(mse)), mse.shape)
-    worst = float(mse[iy, ix])
-    psnr = float("inf") if worst == 0 else 10 * np.log10(max_value ** 2 / worst)
-    x, y = int(ix) * t, int(iy) * t
-    return Tile(x, y, min(t, w - x), min(t, h - y), psnr, "report", t)
