@@ -448,7 +448,7 @@ def _label(cand: Any) -> str:
 
 def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
-                 toolkit: Toolkit | None = None) -> Result:
+                 toolkit: Toolkit | None = None, exclude_stages: Sequence[str] = ()) -> Result:
     """Compress one asset under ``policy`` and write its output atomically under ``outdir``.
 
     Parameters
@@ -467,6 +467,8 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         The batch's description of this input (name, suffix rule); built from ``path``/``root`` if omitted.
     toolkit
         The modules to orchestrate (default: the real ones); tests pass fakes.
+    exclude_stages
+        Codec ids removed from the routed plan (a reviewer rejected them; :func:`inverity.review.reroute`).
 
     Returns
     -------
@@ -500,7 +502,7 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         "reasons": [], "status": "failed", "error": None, "elapsed_ms": None,
     }
     try:
-        return _compress_loaded(tk, data, asset, policy, outdir, record, t_start)
+        return _compress_loaded(tk, data, asset, policy, outdir, record, t_start, tuple(exclude_stages))
     except InverityError as exc:
         record["error"] = str(exc)
         record["elapsed_ms"] = _ms(t_start)
@@ -509,7 +511,7 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
 
 
 def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, outdir: Path,
-                     record: dict[str, Any], t_start: float) -> Result:
+                     record: dict[str, Any], t_start: float, exclude: tuple[str, ...] = ()) -> Result:
     try:
         image = tk.load(data, name=asset.path)
     except InverityError:
@@ -541,6 +543,10 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     record["policy_resolved"] = _policy_name(concrete)
 
     candidates = list(tk.plan(profile, concrete, _routing_view(image)))
+    if exclude:   # stages a reviewer rejected for this asset
+        record["reasons"].extend(f"{c.codec_id} not tried: rejected by review" for c in candidates
+                                 if c.codec_id in exclude)
+        candidates = [c for c in candidates if c.codec_id not in exclude]
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
@@ -578,6 +584,9 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
                   codec_config=_jsonable(chosen.stage.get_config()) if hasattr(chosen.stage, "get_config") else None,
                   ratio=round(len(data) / len(payload), 3) if payload else None)
     record["elapsed_ms"] = _ms(t_start)
+    from . import review   # lazy, like the other modules: pending / not_required, recorded in every record
+
+    review.initial_state(concrete, record)
     return Result(asset.input, "done", record, out.as_posix())
 
 

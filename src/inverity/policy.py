@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +83,11 @@ KNOWN_CODEC_IDS = tuple(CODEC_FORMAT)
 #: stages that only ever lose information (refused by ``lossless_only``)
 _LOSSY_ONLY = ("jpeg", "webp", "avif", "jxl", "learned")
 
+#: the ``review`` field's syntax (semantics: :mod:`inverity.review`)
+_REVIEW_RE = re.compile(r"none|required|learned|sample:(\d+(\.\d*)?|\.\d+)")
 _TOML_KEYS = ("name", "description", "extends", "stages", "floors", "allow_learned", "lossless_only",
               "max_abs_error", "decode_budget_ms_per_mp", "hardware", "accept", "standard_only", "keep_metadata",
-              "model")
+              "model", "review")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ class Policy:
         Refuse stages whose output cannot carry the image's metadata (ICC, EXIF, XMP, DICOM dataset).
     model : str or None
         The learned model to use (``None`` = the zoo's default).
+    review : str
+        Which outputs wait for a human verdict: ``none``, ``required``, ``learned`` or ``sample:P``
+        (:mod:`inverity.review`).
     source : str
         ``"builtin"`` or the TOML path it came from.
     """
@@ -134,6 +140,7 @@ class Policy:
     keep_metadata: bool = False
     model: str | None = None
     source: str = "builtin"
+    review: str = "none"
 
     def __post_init__(self) -> None:
         n = self.name
@@ -195,6 +202,10 @@ class Policy:
                 if not usable:
                     raise PolicyError(f"policy {n}: none of the stages ({', '.join(self.stages)}) produces an "
                                       f"accepted format ({', '.join(self.accept)})")
+        if not isinstance(self.review, str) or not _REVIEW_RE.fullmatch(self.review.strip()) or (
+                self.review.strip().startswith("sample:") and float(self.review.strip()[7:]) > 1):
+            raise PolicyError(f"policy {n}: review must be none, required, learned or sample:P (P in [0, 1]), "
+                              f"got {self.review!r}")
         if n == "auto" and self.source == "builtin" and self.allow_learned:
             raise PolicyError("policy auto never allows the learned stage")
 
@@ -208,7 +219,7 @@ class Policy:
                 "max_abs_error": self.max_abs_error, "decode_budget_ms_per_mp": self.decode_budget_ms_per_mp,
                 "hardware": self.hardware, "accept": list(self.accept) if self.accept is not None else None,
                 "standard_only": self.standard_only, "keep_metadata": self.keep_metadata, "model": self.model,
-                "source": self.source}
+                "source": self.source, "review": self.review}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "builtin") -> "Policy":
@@ -278,6 +289,9 @@ def _coerce(name: str, key: str, val: Any) -> Any:
     if key in ("allow_learned", "lossless_only", "standard_only", "keep_metadata"):
         want(isinstance(val, bool), "true or false")
         return val
+    if key == "review":
+        want(isinstance(val, str), "a string (none, required, learned or sample:P)")
+        return val.strip()
     if key in ("name", "description", "hardware", "model"):
         want(val is None or isinstance(val, str), "a string")
         return val
@@ -359,7 +373,7 @@ def _delivery() -> Policy:
 def _controlled() -> Policy:
     return Policy("controlled", "delivery plus the learned stage first for in-distribution photos within the "
                   "decode budget (clients run our decoder)", floors=Floors.controlled(), allow_learned=True,
-                  standard_only=False, decode_budget_ms_per_mp=10000.0, hardware="cpu")
+                  standard_only=False, decode_budget_ms_per_mp=10000.0, hardware="cpu", review="learned")
 
 
 def load_policy_file(path: str | os.PathLike[str]) -> Policy:
