@@ -457,8 +457,10 @@ class ReviewBook:
             try:
                 new = transition(row["state"], verdict)
             except ReviewConflictError as exc:
-                who = f" by {row['by']} at {row['at']}" if row.get("by") else ""
-                raise ReviewConflictError(f"asset {asset}: {exc}{who}") from None
+                if row.get("by"):
+                    raise ReviewConflictError(f"asset {asset}: already {row['state']} by {row['by']} at "
+                                              f"{row['at']}: the first verdict stands") from None
+                raise ReviewConflictError(f"asset {asset}: {exc}") from None
             at = _now()
             row.update(state=new, by=by, at=at, note=note)
             if new == "rejected":

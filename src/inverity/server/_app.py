@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 from ..errors import InputError, InverityError, MissingDependencyError
 from ..formats import sniff
 from ._negotiate import acceptable
+from ._review import gate as review_gate, include_review, review_of
 from ._store import LEARNED_MEDIA_TYPE, MEDIA_TYPES, Store, asset_id, is_asset_id, public_message
 
 __all__ = ["ServerConfig", "create_app", "serve", "ApiError", "BUILTIN_POLICY_NAMES"]
@@ -50,9 +51,9 @@ _RAW_TYPES = ("application/dicom",)
 
 def _builtin_policies() -> tuple[str, ...]:
     try:
-        from ..policy import BUILTIN_POLICIES
+        from ..policy import list_policies
 
-        return tuple(BUILTIN_POLICIES)
+        return tuple(list_policies())   # the built-ins and the operator's (serve --policy FILE)
     except ImportError:
         return BUILTIN_POLICY_NAMES
 
@@ -94,6 +95,8 @@ class ServerConfig:
         Seconds a request may take (reading the body: 408; processing: 504).
     workers
         Threads for CPU work (default: the CPU count).
+    reviewers
+        ``(name, token)`` of each reviewer (``serve --token NAME=SECRET``): review endpoints and page.
     """
 
     store: Path
@@ -102,6 +105,7 @@ class ServerConfig:
     max_pixels: Optional[int] = 50_000_000
     timeout: float = 120.0
     workers: Optional[int] = None
+    reviewers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiError(Exception):
@@ -278,6 +282,7 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
     class Created(BaseModel):
         id: str = Field(description="content address: sha256(body, policy), 32 hex digits")
         decision: dict[str, Any] = Field(description="the pipeline's decision record (DESIGN.md)")
+        review: Optional[dict[str, Any]] = Field(None, description="review state: {state, by, at, note}")
 
     class Health(BaseModel):
         status: str
@@ -288,6 +293,7 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
         decision: dict[str, Any] = Field(description="the upload's decision record")
         renditions: dict[str, dict[str, Any]] = Field(
             description="per media type: the rendition's record, or why it is unavailable")
+        review: Optional[dict[str, Any]] = Field(None, description="review state: {state, by, at, note}")
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
@@ -462,7 +468,8 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
         headers = {"Location": f"/v1/assets/{aid}"}
         known = state.assets.get(aid)
         if known is not None:
-            return JSONResponse({"id": aid, "decision": known}, status_code=200, headers=headers)
+            return JSONResponse({"id": aid, "decision": known, "review": await review_of(state, aid, known)},
+                                status_code=200, headers=headers)
         try:
             (record, created), initiator = await state.once(
                 ("asset", aid), store.create_asset, aid, data, fmt, policy, filename, timeout=config.timeout)
@@ -478,8 +485,8 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
             extra = {"decision": attempts} if attempts is not None else {}
             raise ApiError(422, str(exc), extra=extra) from None
         state.assets.put(aid, record)
-        return JSONResponse({"id": aid, "decision": record}, status_code=201 if created and initiator else 200,
-                            headers=headers)
+        return JSONResponse({"id": aid, "decision": record, "review": await review_of(state, aid, record)},
+                            status_code=201 if created and initiator else 200, headers=headers)
 
     image_content = {mt: {"schema": {"type": "string", "format": "binary"}} for mt in MEDIA_TYPES}
 
@@ -519,6 +526,9 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
             raise ApiError(500, f"cannot make a rendition: {exc}", headers=vary) from None
         order = list(MEDIA_TYPES)
         ok = [m for m in metas if m.get("status") == "done"]
+        ok, held = await review_gate(state, asset_id, ok)   # nothing pending or rejected is served
+        if held is not None:
+            raise ApiError(409, held["error"], headers=vary, extra={"review": held["review"]})
         if not ok:
             why = "; ".join(f"{m['media_type']}: {_clip(m.get('error', 'unavailable'))}" for m in metas)
             await _unacceptable(f"no verified rendition in an accepted format ({why})")
@@ -534,8 +544,10 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
     async def get_decision(asset_id: str) -> Any:
         rec = await _asset_record(asset_id)
         rends = await state.call(store.renditions, asset_id)
-        return {"id": asset_id, "decision": rec, "renditions": rends}
+        return {"id": asset_id, "decision": rec, "renditions": rends,
+                "review": await review_of(state, asset_id, rec)}
 
+    include_review(app, state)
     return app
 
 
