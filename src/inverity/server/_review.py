@@ -39,7 +39,7 @@ SESSION_COOKIE = "inverity_review"
 _LOGIN_COOKIE = "inverity_login"
 _SESSION_SECONDS = 12 * 3600
 _STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
-_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _IMAGE_KINDS = ("original", "reconstruction", "error")
 _RENDER_CACHE_ITEMS = 64
@@ -238,7 +238,8 @@ def _reasons(record: dict[str, Any], row: dict[str, Any]) -> list[str]:
         str(rule), "policy {p}: this output was drawn for review (review = {r})")
     out = [why.format(p=row.get("policy"), r=rule)]
     for h in row.get("history") or []:
-        out.append(f"{h.get('stage')} output {h.get('verdict')}d by {h.get('by')}: {h.get('note') or 'no note'}")
+        done = {"approve": "approved", "reject": "rejected"}.get(str(h.get("verdict")), h.get("verdict"))
+        out.append(f"{h.get('stage')} output {done} by {h.get('by')}: {h.get('note') or 'no note'}")
     return out + [str(r) for r in record.get("reasons") or []]
 
 

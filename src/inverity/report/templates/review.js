@@ -121,6 +121,8 @@
     api("GET", "/review/item/" + encodeURIComponent(it.id)).then(function (v) {
       if (!current || current.item !== it) { return; }
       current.view = v;
+      // small images are shown up to 3x (pixelated), large ones fit the column
+      $("item").style.setProperty("--w", Math.max(v.width, Math.min(3 * v.width, 768)) + "px");
       $("recon").src = v.images.reconstruction;
       $("orig").src = v.images.original;
       $("err").src = v.images.error;
