@@ -385,3 +385,18 @@ def test_cli_review_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["review", str(tmp_path)]) == 2
     assert "no catalog" in capsys.readouterr().err
     assert main(["review", "log"]) == 2
+
+
+def test_audit_page_review_section(batch: tuple[Path, Path]) -> None:
+    from inverity.report import write_report
+
+    out, _ = batch
+    assert main(["review", str(out), "--reject", "cat.png", "--note", "<i>halo</i> on the fur", "--by", "bob"]) == 0
+    page = write_report(out).read_text()
+    assert 'id="review"' in page and "rv-export" in page
+    sha = {i["asset"]: i["output_sha256"] for i in review.pending(out)}
+    for aid, s in sha.items():                 # each pending output carries the sha256 its verdict will name
+        assert f'data-id="{aid}" data-sha="{s}"' in page
+    assert "&lt;i&gt;halo&lt;/i&gt;" in page and "<i>halo</i>" not in page
+    # the learned stage was never rejected here: no feedback table on it, but the rejection is counted
+    assert "1 rejections in all" in page

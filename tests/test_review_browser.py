@@ -232,3 +232,70 @@ def test_review_batch_in_browser(server: tuple[str, Path, list[str]], driver: An
         Path(dest).mkdir(parents=True, exist_ok=True)
         for p in shots + [tmp_path / "review-counts.json"]:
             shutil.copy(p, Path(dest) / p.name)
+
+
+def test_audit_page_exports_verdicts_that_import(driver: Any, tmp_path: Path) -> None:
+    """The static audit page (no service): pick verdicts, export them as JSON, apply with --import."""
+    import functools
+    import http.server
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from skimage import data
+
+    from inverity import review
+    from inverity.cli import main
+    from inverity.report import write_report
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, y, x in CROPS[:2]:
+        px = np.ascontiguousarray(getattr(data, name)()[y:y + 128, x:x + 128])
+        (src / f"{name}.png").write_bytes(bytes(imagecodecs.png_encode(px)))
+    pol = tmp_path / "reviewed.toml"
+    pol.write_text('name = "reviewed"\nextends = "delivery"\nreview = "required"\n')
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--policy", str(pol)]) == 0
+    write_report(out)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(out)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    try:
+        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        driver.get(f"http://127.0.0.1:{httpd.server_port}/report/index.html")
+        rows = {tr.get_attribute("data-id"): tr
+                for tr in driver.find_elements(By.CSS_SELECTOR, ".review-verdicts tr[data-id]")}
+        assert set(rows) == {"astronaut.png", "chelsea.png"}
+        Select(rows["astronaut.png"].find_element(By.CSS_SELECTOR, ".rv-verdict")).select_by_value("approve")
+        Select(rows["chelsea.png"].find_element(By.CSS_SELECTOR, ".rv-verdict")).select_by_value("reject")
+        driver.find_element(By.ID, "rv-export").click()
+        assert "name" in driver.find_element(By.ID, "rv-status").text          # who decides, first
+        driver.find_element(By.ID, "rv-name").send_keys("dora")
+        driver.find_element(By.ID, "rv-export").click()
+        assert "needs a note" in driver.find_element(By.ID, "rv-status").text
+        rows["chelsea.png"].find_element(By.CSS_SELECTOR, ".rv-note").send_keys("ringing on the whiskers")
+        driver.find_element(By.ID, "rv-export").click()
+        _wait(driver, lambda d: (downloads / "verdicts.json").is_file(), "the verdicts download")
+        severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        assert not severe, f"console errors: {severe}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    verdicts = json.loads((downloads / "verdicts.json").read_text())
+    assert verdicts["reviewer"] == "dora" and len(verdicts["verdicts"]) == 2
+    assert main(["review", str(out), "--import", str(downloads / "verdicts.json")]) == 0
+    states = {i["asset"]: (i["state"], i["by"]) for i in review.pending(out, ("pending", "approved"))}
+    assert states["astronaut.png"] == ("approved", "dora")
+    assert states["chelsea.png"][0] == "pending"                                # re-routed, waits again
+    log = review.review_log(out)
+    assert [(e["asset"], e["verdict"], e["note"]) for e in log] == [
+        ("astronaut.png", "approve", ""), ("chelsea.png", "reject", "ringing on the whiskers")]
+    # importing the same file again: every verdict is refused (decided, or for bytes that are gone)
+    assert main(["review", str(out), "--import", str(downloads / "verdicts.json")]) == 1

@@ -682,6 +682,7 @@ def apply_verdict(outdir: str | os.PathLike[str], asset: str, verdict: str, by: 
         result = {"asset": asset, "state": rev["state"], "rerouted": False, "stage": record.get("stage"),
                   "review": rev}
         if rev["state"] != "rejected":
+            cat.put(dict(record, review=rev))      # the record says what the review table says
             return result
         old = root / row["output"] if row["output"] else None
         keep_suffix = old is not None and old.stem == Path(asset).name
@@ -726,3 +727,26 @@ def review_log(outdir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = _catalog_path(outdir)
     with ReviewBook(path) as book:
         return list(book.log())
+
+
+def audit_context(outdir: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the static audit page shows about review: the outputs waiting (for its verdict export, which
+    ``inverity review OUTDIR --import`` applies) and the reviewers' feedback on the learned stage."""
+    from .catalog import CATALOG_NAME
+
+    path = Path(outdir) / CATALOG_NAME
+    if not path.is_file():
+        return {"items": [], "feedback": None}
+    with ReviewBook(path) as book:
+        items = []
+        for rec in records:
+            if rec.get("status", "done") != "done" or not rec.get("review") or not rec.get("input"):
+                continue
+            cur = book.current(str(rec["input"]), rec)
+            if cur.get("state") in ("pending", "approved", "rejected"):
+                items.append({"id": rec["input"], "state": cur["state"], "stage": rec.get("stage"),
+                              "output_sha256": cur.get("output_sha256"), "by": cur.get("by"),
+                              "note": cur.get("note")})
+        log = list(book.log())
+    fb = feedback(log) if log else None
+    return {"items": items, "feedback": fb, "all_rejections": sum(e["verdict"] == "reject" for e in log)}
