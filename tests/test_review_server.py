@@ -111,12 +111,13 @@ def test_auth(client: Any) -> None:
 def test_queue_approve_serve_and_second_verdict(client: Any, tmp_path: Path) -> None:
     a = _upload(client, _crop("astronaut", 100, 180))["id"]
     b = _upload(client, _crop("chelsea", 60, 120))["id"]
+    c = _upload(client, _crop("coffee", 100, 200))["id"]
     q = client.get("/v1/review", headers=_h(ALICE)).json()
-    assert [i["id"] for i in q["items"]] == [a, b]                # oldest first
+    assert [i["id"] for i in q["items"]] == [a, b, c]             # oldest first (upload order, not id order)
     assert all(i["reasons"][0].startswith(f"policy {POLICY}: every output waits") for i in q["items"])
     stage = q["items"][0]["stage"]
     assert [i["id"] for i in client.get(f"/v1/review?stage={stage}&kind=photo&policy={POLICY}",
-                                        headers=_h(ALICE)).json()["items"]] == [a, b]
+                                        headers=_h(ALICE)).json()["items"]] == [a, b, c]
     assert client.get("/v1/review?policy=delivery", headers=_h(ALICE)).json()["count"] == 0
 
     r = client.post(f"/v1/assets/{a}/review", json={"verdict": "approve", "note": "ok"}, headers=_h(ALICE))
@@ -127,7 +128,7 @@ def test_queue_approve_serve_and_second_verdict(client: Any, tmp_path: Path) -> 
     sha = client.get(f"/v1/assets/{a}/review", headers=_h(BOB)).json()["review"]["output_sha256"]
     got = client.get(f"/v1/assets/{a}", headers=_h(CLIENT, Accept=MEDIA[stage]))
     assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha
-    assert [i["id"] for i in client.get("/v1/review", headers=_h(ALICE)).json()["items"]] == [b]
+    assert [i["id"] for i in client.get("/v1/review", headers=_h(ALICE)).json()["items"]] == [b, c]
 
 
 def test_reject_reroutes_and_rejected_is_never_served(client: Any) -> None:
@@ -263,3 +264,33 @@ def test_page_escapes_names(tmp_path: Path, policy_registered: str) -> None:
         _login(c, ALICE)
         page = c.get("/review").text
         assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_gate_serves_the_classical_alternative_while_learned_waits() -> None:
+    """review = learned: a pending learned output is held back, a verified classical rendition is served; with
+    no alternative the answer is a reason for a 409."""
+    from types import SimpleNamespace
+
+    from inverity.server._review import gate
+
+    rev = {"rule": "learned", "state": "pending", "stage": "learned", "output_sha256": "a" * 64, "excluded": []}
+    record = {"stage": "learned", "review": rev}
+
+    async def call(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    state = SimpleNamespace(assets=SimpleNamespace(get=lambda aid: record), call=call,
+                            store=SimpleNamespace(asset=lambda aid: record))
+    inv = {"media_type": "application/x-inverity", "etag": "a" * 64, "record": {"stage": "learned"}}
+    avif = {"media_type": "image/avif", "etag": "b" * 64, "record": {"stage": "avif"}}
+    ok, held = asyncio.run(gate(state, "x", [inv, avif]))
+    assert ok == [avif] and held is None
+    ok, held = asyncio.run(gate(state, "x", [inv]))
+    assert ok == [] and held is not None and "waiting for review" in held["error"]
+    assert held["review"]["state"] == "pending"
+    rev.update(state="approved", by="alice")
+    ok, held = asyncio.run(gate(state, "x", [inv, avif]))
+    assert ok == [inv, avif] and held is None
+    rev.update(state="rejected", excluded=["learned"])
+    ok, held = asyncio.run(gate(state, "x", [inv]))
+    assert ok == [] and "rejected" in held["error"]

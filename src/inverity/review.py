@@ -180,7 +180,8 @@ def initial_state(policy: Any, record: dict[str, Any]) -> dict[str, Any]:
     waits = record.get("status") == "done" and covers(rule, stage, drawn=drawn)
     rev = {"rule": str(rule), "state": "pending" if waits else "not_required", "by": None, "at": None,
            "note": None, "stage": stage, "output_sha256": output_sha256(record.get("output")),
-           "excluded": [], "history": [], "policy_source": _policy_source(policy)}
+           "excluded": [], "history": [], "policy_source": _policy_source(policy),
+           "queued_at": _now() if waits else None}
     if rule.kind == "sample":
         rev["sampled"] = drawn
     record["review"] = rev
@@ -397,7 +398,7 @@ class ReviewBook:
         return {"asset": asset, "state": rev.get("state", "not_required"), "rule": rev.get("rule", "none"),
                 "policy": record.get("policy_resolved") or record.get("policy"), "stage": record.get("stage"),
                 "kind": (record.get("profile") or {}).get("kind"), "output_sha256": rev.get("output_sha256"),
-                "queued_at": _now(), "by": None, "at": None, "note": None,
+                "queued_at": rev.get("queued_at") or _now(), "by": None, "at": None, "note": None,
                 "excluded": sorted(set(rev.get("excluded") or []) | set((old or {}).get("excluded") or [])),
                 "history": (old or {}).get("history") or list(rev.get("history") or []),
                 "rerouted": int((old or {}).get("rerouted") or 0) + (1 if rev.get("rerouted_from") else 0)}
