@@ -400,3 +400,13 @@ def test_audit_page_review_section(batch: tuple[Path, Path]) -> None:
     assert "&lt;i&gt;halo&lt;/i&gt;" in page and "<i>halo</i>" not in page
     # the learned stage was never rejected here: no feedback table on it, but the rejection is counted
     assert "1 rejections in all" in page
+
+
+def test_cli_refuses_to_decide_in_a_server_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from inverity.catalog import Catalog
+
+    for sub in ("originals", "outputs"):
+        (tmp_path / sub).mkdir()
+    Catalog(tmp_path / "inverity.sqlite").close()
+    assert main(["review", str(tmp_path), "--approve", "0" * 32, "--by", "a"]) == 2
+    assert "server store" in capsys.readouterr().err

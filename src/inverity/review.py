@@ -674,6 +674,9 @@ def apply_verdict(outdir: str | os.PathLike[str], asset: str, verdict: str, by: 
 
     path = _catalog_path(outdir)
     root = path.parent
+    if (root / "originals").is_dir() and (root / "outputs").is_dir():
+        raise ReviewError(f"{outdir} is a server store: decide through the service (POST /v1/assets/ID/review "
+                          "or the /review page), which re-routes and serves in place")
     with Catalog(path) as cat, ReviewBook(path) as book:
         row = cat.get(asset)
         if row is None or row["status"] != "done":

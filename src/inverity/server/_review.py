@@ -43,6 +43,7 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _IMAGE_KINDS = ("original", "reconstruction", "error")
 _RENDER_CACHE_ITEMS = 64
+_REVIEW_CACHE_ITEMS = 20_000
 
 
 def parse_tokens(values: "list[str] | tuple[str, ...] | None") -> "tuple[Optional[str], tuple[tuple[str, str], ...]]":
@@ -133,6 +134,8 @@ class _Desk:
             return cached
         with self.book() as book:
             rev = book.current(aid, record)
+        if len(self.reviews) >= _REVIEW_CACHE_ITEMS:
+            self.reviews.clear()      # a cache: dropping it only costs one read per asset
         self.reviews[aid] = rev
         return rev
 
@@ -299,8 +302,8 @@ async def gate(state: Any, aid: str, metas: list[dict[str, Any]]) -> tuple[list[
     record = state.assets.get(aid)
     if record is None:
         record = await state.call(state.store.asset, aid)
-    if not record or not record.get("review"):
-        return metas, None
+    if not record or (record.get("review") or {}).get("rule", "none") == "none":
+        return metas, None          # no review under this policy: nothing to look up
     rev = await review_of(state, aid, record)
     ok, why = [], []
     for m in metas:
