@@ -199,6 +199,7 @@ def test_review_batch_in_browser(server: tuple[str, Path, list[str]], driver: An
         _press(drv, "a")
         _wait(drv, lambda d: len(_queue(d)) == n - 1, "one fewer")
     _wait(drv, lambda d: d.find_element(By.ID, "empty").is_displayed(), "empty queue")
+    assert drv.find_element(By.ID, "counts").text == "0 pending · 3 approved · 1 rejected · 1 re-routed"
     shot("done")
 
     severe = [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"]

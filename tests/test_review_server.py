@@ -128,7 +128,9 @@ def test_queue_approve_serve_and_second_verdict(client: Any, tmp_path: Path) -> 
     sha = client.get(f"/v1/assets/{a}/review", headers=_h(BOB)).json()["review"]["output_sha256"]
     got = client.get(f"/v1/assets/{a}", headers=_h(CLIENT, Accept=MEDIA[stage]))
     assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha
-    assert [i["id"] for i in client.get("/v1/review", headers=_h(ALICE)).json()["items"]] == [b, c]
+    q = client.get("/v1/review", headers=_h(ALICE)).json()
+    assert [i["id"] for i in q["items"]] == [b, c]
+    assert q["counts"] == {"pending": 2, "approved": 1, "rejected": 0, "rerouted": 0}
 
 
 def test_reject_reroutes_and_rejected_is_never_served(client: Any) -> None:

@@ -139,7 +139,7 @@ class _Desk:
         self.reviews[aid] = rev
         return rev
 
-    def queue(self) -> list[dict[str, Any]]:
+    def queue(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
         from ..catalog import Catalog
 
         with self.store._db_lock, Catalog(self.store.catalog_path) as cat:
@@ -147,6 +147,10 @@ class _Desk:
         with self.book() as book:
             book.sync(rows.items())
             items = book.queue()
+            states = book.counts()
+            rejected = sum(e["verdict"] == "reject" for e in book.log())
+        counts = {"pending": states["pending"], "approved": states["approved"], "rejected": rejected,
+                  "rerouted": states["rerouted"]}
         out = []
         for it in items:
             rec = rows.get(it["asset"]) or {}
@@ -158,7 +162,7 @@ class _Desk:
                         "ood_score": prof.get("ood_score"), "in_distribution": prof.get("in_distribution"),
                         "kind_confidence": prof.get("kind_confidence"), "checks": rec.get("checks") or {},
                         "reasons": _reasons(rec, it), "history": it["history"], "excluded": it["excluded"]})
-        return out
+        return out, counts
 
     def decide(self, aid: str, verdict: str, by: str, note: str) -> dict[str, Any]:
         """Apply a verdict; re-route on rejection. Returns ``{"id", "review", "decision"}`` (public record)."""
@@ -379,10 +383,10 @@ def include_review(app: Any, state: Any) -> None:
                            kind: Optional[str] = Query(None, description="only this content kind (photo, ...)"),
                            stage: Optional[str] = Query(None, description="only outputs of this stage")) -> Any:
         _who(request, write=False)
-        items = await state.call(desk.queue)
+        items, counts = await state.call(desk.queue)
         items = [i for i in items if (policy is None or i["policy"] == policy) and (kind is None or i["kind"] == kind)
                  and (stage is None or i["stage"] == stage)]
-        return {"items": items, "count": len(items)}
+        return {"items": items, "count": len(items), "counts": counts}
 
     @router.get("/v1/assets/{asset_id}/review", tags=["review"], summary="The asset's review state",
                 responses={401: err, 404: err})

@@ -4,7 +4,7 @@
   "use strict";
   var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
   var $ = function (id) { return document.getElementById(id); };
-  var items = [], idx = 0, current = null, flickerTimer = null, busy = false, split = 50;
+  var items = [], counts = null, idx = 0, current = null, flickerTimer = null, busy = false, split = 50;
 
   function say(text, bad) {
     var s = $("status");
@@ -92,7 +92,9 @@
     });
     $("empty").hidden = items.length > 0;
     $("item").hidden = items.length === 0;
-    $("counts").textContent = items.length + " pending";
+    var c = counts || {};
+    $("counts").textContent = items.length + " pending · " + (c.approved || 0) + " approved · " +
+      (c.rejected || 0) + " rejected · " + (c.rerouted || 0) + " re-routed";
   }
 
   function show(i) {
@@ -142,6 +144,7 @@
   function load(keepId) {
     return api("GET", "/v1/review").then(function (data) {
       items = data.items || [];
+      counts = data.counts || null;
       var at = keepId ? items.findIndex(function (x) { return x.id === keepId; }) : -1;
       show(at >= 0 ? at : Math.min(idx, Math.max(items.length - 1, 0)));
     }).catch(function (e) { say("cannot load the queue: " + e.message, true); });
