@@ -326,14 +326,45 @@ def _template(name: str) -> str:
     return files("inverity.report").joinpath("templates", name).read_text("utf-8")
 
 
-def include_review(app: Any, state: Any) -> None:
-    """Add the review endpoints and page to ``app`` (see the module docstring); ``state`` is the app's state."""
-    from fastapi import APIRouter, Body, Query, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-    from pydantic import BaseModel, Field
+def _bearer(request: Any) -> Optional[str]:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
+
+def _who(desk: _Desk, request: Any, *, write: bool) -> str:
+    """The reviewer: by bearer token, or by session cookie (+ the CSRF header for writes)."""
+    from ._app import ApiError
+
+    token = _bearer(request)
+    if token is not None:
+        name = desk.reviewer_for(token)
+        if name is None:
+            if desk.state.token_ok(token):
+                raise ApiError(403, "this token is not a reviewer's (serve --token NAME=SECRET names one)")
+            raise ApiError(401, "missing or invalid bearer token",
+                           headers={"WWW-Authenticate": 'Bearer realm="inverity"'})
+        return name
+    sess = desk.session(request.cookies.get(SESSION_COOKIE))
+    if sess is None:
+        raise ApiError(401, "log in at /review/login or send a reviewer's bearer token",
+                       headers={"WWW-Authenticate": 'Bearer realm="inverity"'})
+    if write and not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(), sess[1].encode()):
+        raise ApiError(403, "missing or invalid X-CSRF-Token")
+    return sess[0]
+
+
+def _check_id(aid: str) -> None:
     from ._app import ApiError
     from ._store import is_asset_id
+
+    if not is_asset_id(aid):
+        raise ApiError(404, f"unknown asset id {aid[:64]!r}")
+
+
+def include_review(app: Any, state: Any) -> None:
+    """Add the review endpoints and page to ``app`` (see the module docstring); ``state`` is the app's state."""
+    from fastapi import APIRouter
 
     desk = _Desk(state)
     state.review_desk = desk
@@ -341,39 +372,24 @@ def include_review(app: Any, state: Any) -> None:
     client_ok = state.token_ok
     state.token_ok = lambda given: (desk.reviewer_for(given) is not None) or client_ok(given)
     router = APIRouter()
+    _api_routes(router, desk)
+    _page_routes(router, desk)
+    app.include_router(router)
+
+
+def _api_routes(router: Any, desk: _Desk) -> None:
+    """``GET /v1/review``, ``GET``/``POST /v1/assets/{id}/review``."""
+    from fastapi import Body, Query, Request
+    from pydantic import BaseModel, Field
+
+    from ._app import ApiError
+
+    state = desk.state
     err = {"model": dict}
 
     class Verdict(BaseModel):
         verdict: str = Field(description="approve or reject")
         note: str = Field("", description="why (required to reject); recorded in the review log", max_length=4000)
-
-    def _bearer(request: Request) -> Optional[str]:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-    def _who(request: Request, *, write: bool) -> str:
-        """The reviewer: by bearer token, or by session cookie (+ CSRF header for writes)."""
-        token = _bearer(request)
-        if token is not None:
-            name = desk.reviewer_for(token)
-            if name is None:
-                if state.token_ok(token):
-                    raise ApiError(403, "this token is not a reviewer's (serve --token NAME=SECRET names one)")
-                raise ApiError(401, "missing or invalid bearer token",
-                               headers={"WWW-Authenticate": 'Bearer realm="inverity"'})
-            return name
-        sess = desk.session(request.cookies.get(SESSION_COOKIE))
-        if sess is None:
-            raise ApiError(401, "log in at /review/login or send a reviewer's bearer token",
-                           headers={"WWW-Authenticate": 'Bearer realm="inverity"'})
-        if write and not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(), sess[1].encode()):
-            raise ApiError(403, "missing or invalid X-CSRF-Token")
-        return sess[0]
-
-    def _check_id(aid: str) -> None:
-        if not is_asset_id(aid):
-            raise ApiError(404, f"unknown asset id {aid[:64]!r}")
 
     # -- the API ---------------------------------------------------------------------------------------------------
     @router.get("/v1/review", tags=["review"], summary="The review queue, oldest first",
@@ -382,7 +398,7 @@ def include_review(app: Any, state: Any) -> None:
                            policy: Optional[str] = Query(None, description="only this policy"),
                            kind: Optional[str] = Query(None, description="only this content kind (photo, ...)"),
                            stage: Optional[str] = Query(None, description="only outputs of this stage")) -> Any:
-        _who(request, write=False)
+        _who(desk, request, write=False)
         items, counts = await state.call(desk.queue)
         items = [i for i in items if (policy is None or i["policy"] == policy) and (kind is None or i["kind"] == kind)
                  and (stage is None or i["stage"] == stage)]
@@ -391,7 +407,7 @@ def include_review(app: Any, state: Any) -> None:
     @router.get("/v1/assets/{asset_id}/review", tags=["review"], summary="The asset's review state",
                 responses={401: err, 404: err})
     async def get_review(asset_id: str, request: Request) -> Any:
-        _who(request, write=False)
+        _who(desk, request, write=False)
         _check_id(asset_id)
         rec = state.assets.get(asset_id) or await state.call(state.store.asset, asset_id)
         if rec is None:
@@ -405,7 +421,7 @@ def include_review(app: Any, state: Any) -> None:
                              "X-CSRF-Token.",
                  responses={401: err, 403: err, 404: err, 409: err, 422: err})
     async def post_review(asset_id: str, request: Request, body: Verdict = Body(...)) -> Any:
-        by = _who(request, write=True)
+        by = _who(desk, request, write=True)
         _check_id(asset_id)
         if body.verdict not in review.VERDICTS:
             raise ApiError(422, f"verdict must be approve or reject, got {body.verdict[:20]!r}")
@@ -419,6 +435,16 @@ def include_review(app: Any, state: Any) -> None:
         except review.ReviewError as exc:
             raise ApiError(422, str(exc)) from None
         return out
+
+
+def _page_routes(router: Any, desk: _Desk) -> None:
+    """The ``/review`` page: login, logout, static files, an item's view and its images."""
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+    from ._app import ApiError
+
+    state = desk.state
 
     # -- the page ----------------------------------------------------------------------------------------------
     page_headers = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
@@ -466,7 +492,7 @@ def include_review(app: Any, state: Any) -> None:
 
     @router.post("/review/logout", include_in_schema=False)
     async def logout(request: Request) -> Any:
-        _who(request, write=True)
+        _who(desk, request, write=True)
         desk.sessions.pop(request.cookies.get(SESSION_COOKIE) or "", None)
         resp = JSONResponse({"status": "logged out"})
         resp.delete_cookie(SESSION_COOKIE, path="/")
@@ -481,7 +507,7 @@ def include_review(app: Any, state: Any) -> None:
 
     @router.get("/review/item/{asset_id}", include_in_schema=False)
     async def item(asset_id: str, request: Request) -> Any:
-        _who(request, write=False)
+        _who(desk, request, write=False)
         _check_id(asset_id)
         try:
             got = await state.call(desk.render, asset_id)
@@ -495,7 +521,7 @@ def include_review(app: Any, state: Any) -> None:
 
     @router.get("/review/img/{asset_id}/{sha}/{kind}.png", include_in_schema=False)
     async def image(asset_id: str, sha: str, kind: str, request: Request) -> Any:
-        _who(request, write=False)
+        _who(desk, request, write=False)
         _check_id(asset_id)
         if kind not in _IMAGE_KINDS:
             raise ApiError(404, "not found")
@@ -505,5 +531,3 @@ def include_review(app: Any, state: Any) -> None:
             raise ApiError(404, str(exc)) from None
         return Response(got[kind], media_type="image/png",
                         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
-
-    app.include_router(router)
