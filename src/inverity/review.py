@@ -178,7 +178,7 @@ def initial_state(policy: Any, record: dict[str, Any]) -> dict[str, Any]:
                                                str(getattr(policy, "name", policy)))
     stage = record.get("stage")
     waits = record.get("status") == "done" and covers(rule, stage, drawn=drawn)
-    rev = {"rule": str(rule), "state": "pending" if waits else "not_required", "by": None, "at": None,
+    rev: dict[str, Any] = {"rule": str(rule), "state": "pending" if waits else "not_required", "by": None, "at": None,
            "note": None, "stage": stage, "output_sha256": output_sha256(record.get("output")),
            "excluded": [], "history": [], "policy_source": _policy_source(policy),
            "queued_at": _now() if waits else None}
@@ -594,9 +594,9 @@ def feedback_text(fb: Mapping[str, Any]) -> list[str]:
         lines.append(f"OOD score of rejected outputs: min {o['min']:.3g}, mean {o['mean']:.3g}, max {o['max']:.3g}")
     for i in fb["items"]:
         margin = "—" if i["margin"] is None else f"{100 * i['margin']:+.1f}% on {i['tightest_check']}"
-        lines.append(f"{'MISS ' if i['verifier_miss'] else '     '}{i['asset']}: {i['kind']}, OOD "
-                     f"{'—' if i['ood_score'] is None else format(i['ood_score'], '.3g')}, worst band {i['worst_band'] or '—'}, "
-                     f"margin {margin}; {i['by']}: {i['note']}")
+        ood = "—" if i["ood_score"] is None else format(i["ood_score"], ".3g")
+        lines.append(f"{'MISS ' if i['verifier_miss'] else '     '}{i['asset']}: {i['kind']}, OOD {ood}, "
+                     f"worst band {i['worst_band'] or '—'}, margin {margin}; {i['by']}: {i['note']}")
     return lines
 
 

@@ -110,9 +110,10 @@
     $("title").textContent = it.filename || it.id;
     $("item").dataset.id = it.id;
     var c = it.checks || {};
-    $("facts").textContent = "policy " + it.policy + " · stage " + it.stage + (it.quality !== null ? " q" + it.quality : "") +
-      " · " + fmt(it.bytes, 0) + " B · " + (it.kind || "?") + " (OOD score " + fmt(it.ood_score, 2) + ") · PSNR " +
-      fmt(c.psnr) + " dB · SSIMULACRA2 " + fmt(c.ssimulacra2) + " · id " + it.id;
+    var q = it.quality !== null && it.quality !== undefined ? " q" + it.quality : "";
+    $("facts").textContent = "policy " + it.policy + " · stage " + it.stage + q + " · " + fmt(it.bytes, 0) +
+      " B · " + (it.kind || "?") + " (OOD score " + fmt(it.ood_score, 2) + ") · PSNR " + fmt(c.psnr) +
+      " dB · SSIMULACRA2 " + fmt(c.ssimulacra2) + " · id " + it.id;
     var ul = $("reasons");
     ul.replaceChildren();
     (it.reasons || []).forEach(function (r) { ul.appendChild(el("li", r)); });
