@@ -83,12 +83,16 @@ def test_sample_is_seeded_and_proportional(tmp_path: Path) -> None:
     import hashlib
 
     pol = Policy("p", review="sample:0.1")
-    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(3000)]
-    draws = [review.initial_state(pol, dict(_record(tmp_path, "avif"), input_sha256=s))["state"] for s in shas]
-    again = [review.initial_state(pol, dict(_record(tmp_path, "avif"), input_sha256=s))["state"] for s in shas]
-    assert draws == again                                   # the same input is drawn the same way every run
-    share = draws.count("pending") / len(draws)
-    assert 0.08 < share < 0.12
+    rule = review.parse_rule(pol.review)
+    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5000)]
+    draws = [review.sampled(rule, s, "p") for s in shas]
+    assert draws == [review.sampled(rule, s, "p") for s in shas]    # the same input is drawn the same way
+    assert 0.08 < sum(draws) / len(draws) < 0.12
+    assert draws != [review.sampled(rule, s, "q") for s in shas]    # another policy draws another sample
+    rec = _record(tmp_path, "avif")
+    for s, drawn in list(zip(shas, draws))[:40]:                    # and the record says what was drawn
+        rev = review.initial_state(pol, dict(rec, input_sha256=s))
+        assert rev["state"] == ("pending" if drawn else "not_required") and rev["sampled"] is drawn
 
 
 def test_transition_table() -> None:
@@ -184,7 +188,10 @@ class ReviewMachine(RuleBasedStateMachine):
                     assert not review.servable(cur, stage, "f" * 64)[0]
 
     def teardown(self) -> None:
+        import shutil
+
         self.book.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 TestReviewMachine = ReviewMachine.TestCase
