@@ -417,3 +417,10 @@ def test_cli_refuses_to_decide_in_a_server_store(tmp_path: Path, capsys: pytest.
     Catalog(tmp_path / "inverity.sqlite").close()
     assert main(["review", str(tmp_path), "--approve", "0" * 32, "--by", "a"]) == 2
     assert "server store" in capsys.readouterr().err
+
+
+def test_example_policy_spot_checked() -> None:
+    from inverity.policy import example_policies
+
+    p = load_policy_file(example_policies()["delivery-spot-checked"])
+    assert p.review == "sample:0.02" and not p.allow_learned and review.rule_of(p) == review.Rule("sample", 0.02)
