@@ -467,7 +467,8 @@ def _label(cand: Any) -> str:
 
 def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
-                 toolkit: Toolkit | None = None, media_types: Iterable[str] | None = None) -> Result:
+                 toolkit: Toolkit | None = None, media_types: Iterable[str] | None = None,
+                 exclude_stages: Sequence[str] = ()) -> Result:
     """Compress one asset under ``policy`` and write its output atomically under ``outdir``.
 
     Parameters
@@ -490,6 +491,8 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         Only the routed candidates whose stage writes one of these media types (its capabilities' ``mime``)
         are tried — same policy, floors and search, one output format (the server's per-format renditions);
         a DICOM input stays DICOM only if ``application/dicom`` is among them.
+    exclude_stages
+        Codec ids removed from the routed plan (a reviewer rejected them; :func:`inverity.review.reroute`).
 
     Returns
     -------
@@ -524,7 +527,7 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
     }
     try:
         return _compress_loaded(tk, data, asset, policy, outdir, record, t_start,
-                                None if media_types is None else frozenset(media_types))
+                                None if media_types is None else frozenset(media_types), tuple(exclude_stages))
     except InverityError as exc:
         record["error"] = str(exc)
         record["elapsed_ms"] = _ms(t_start)
@@ -533,7 +536,8 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
 
 
 def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, outdir: Path,
-                     record: dict[str, Any], t_start: float, media_types: frozenset[str] | None = None) -> Result:
+                     record: dict[str, Any], t_start: float, media_types: frozenset[str] | None = None,
+                     exclude: tuple[str, ...] = ()) -> Result:
     try:
         image = tk.load(data, name=asset.path)
     except InverityError:
@@ -572,6 +576,10 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
 
         candidates = [c for c in candidates if stage_class(c.codec_id).capabilities.mime in media_types]
         record["reasons"].append(f"output restricted to {', '.join(sorted(media_types))}")
+    if exclude:   # stages a reviewer rejected for this asset
+        record["reasons"].extend(f"{c.codec_id} not tried: rejected by review" for c in candidates
+                                 if c.codec_id in exclude)
+        candidates = [c for c in candidates if c.codec_id not in exclude]
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
@@ -621,6 +629,9 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
                   codec_config=_jsonable(chosen.stage.get_config()) if hasattr(chosen.stage, "get_config") else None,
                   ratio=round(len(data) / len(payload), 3) if payload else None)
     record["elapsed_ms"] = _ms(t_start)
+    from . import review   # lazy, like the other modules: pending / not_required, recorded in every record
+
+    review.initial_state(concrete, record)
     return Result(asset.input, "done", record, out.as_posix())
 
 

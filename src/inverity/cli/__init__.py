@@ -25,7 +25,7 @@ app.add_typer(bench_app, name="bench")
 _state: dict[str, Any] = {"debug": False}
 
 #: command modules, imported in this order; a missing one (work in progress) must not break the others
-_COMMAND_MODULES = ("_codecs", "_pipeline", "_analyse", "_verify", "_bench", "_report", "_serve", "_train")
+_COMMAND_MODULES = ("_codecs", "_pipeline", "_analyse", "_verify", "_bench", "_report", "_serve", "_train", "_review")
 
 
 @app.callback()

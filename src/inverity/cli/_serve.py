@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -19,10 +19,12 @@ def serve_cmd(
     store: Path = typer.Option(..., "--store", help="Directory for originals, outputs, renditions and the catalog."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
-    token: Optional[str] = typer.Option(
+    tokens: Optional[List[str]] = typer.Option(
         None, "--token", envvar="INVERITY_TOKEN", show_envvar=True,
         help="Bearer token clients must send (prefer the environment variable: a command line is visible to "
-             "other local users)."),
+             "other local users). Repeat as NAME=SECRET to name a reviewer (review API and /review page)."),
+    policy_files: Optional[List[Path]] = typer.Option(
+        None, "--policy", help="A policy TOML file clients may name by its 'name' (repeatable)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve WITHOUT authentication (explicit opt-out)."),
     max_body: int = typer.Option(64 * 1024 * 1024, "--max-body", min=1, help="Largest request body, bytes (413)."),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1,
@@ -43,7 +45,14 @@ def serve_cmd(
 ) -> None:
     """Serve upload -> compress and Accept-negotiated downloads over HTTP (needs the "server" extra)."""
     from ..server import ServerConfig, serve
+    from ..server._review import parse_tokens, register_policy_files
 
+    token, reviewers = parse_tokens(tokens)
+    if reviewers and not token:   # reviewers only: the API still needs a token, and only theirs will do
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+    register_policy_files(policy_files or [])
     if no_auth:
         token = None
         typer.echo("inverity: warning: --no-auth: anyone who can reach the port can upload and download",
@@ -56,6 +65,6 @@ def serve_cmd(
     cfg = ServerConfig(store=store, token=token, max_body=max_body, max_pixels=max_pixels, timeout=timeout,
                        workers=workers, public_reads=public_reads,
                        url_secret=url_secret.encode("utf-8") if url_secret else None,
-                       header_timeout=header_timeout, keep_alive=keep_alive)
+                       header_timeout=header_timeout, keep_alive=keep_alive, reviewers=() if no_auth else reviewers)
     sys.stderr.flush()
     serve(cfg, host=host, port=port, log_level=log_level)

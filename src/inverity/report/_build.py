@@ -601,6 +601,16 @@ def _version() -> str:
         return "unknown"
 
 
+def _review_context(outdir: Path, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The review section (verdict export, reviewers' feedback); ``None`` when the review tables cannot be read."""
+    from .. import review
+
+    try:
+        return review.audit_context(outdir, records)
+    except Exception:  # noqa: BLE001 - a page without its review section beats no page
+        return None
+
+
 def build_report(outdir: Path, records: list[dict[str, Any]], page: Path, roots: list[Path], *,
                  preview_rejected: bool = False) -> Path:
     """Render ``records`` into ``page`` (an ``.html`` path); images go to ``page.parent / assets``."""
@@ -632,5 +642,6 @@ def build_report(outdir: Path, records: list[dict[str, Any]], page: Path, roots:
         title=f"inverity audit — {outdir.name or outdir}", outdir=str(outdir), views=views, summary=summary,
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), version=_version(),
         error_gradient=_maps.gradient_css(ERROR_CMAP), spectrum_gradient=_maps.gradient_css(SPECTRUM_CMAP),
+        review=_review_context(outdir, records),
     )
     return atomic_write_text(page, html)
