@@ -66,6 +66,8 @@ __all__ = ["Policy", "BUILTIN_POLICIES", "HARDWARE", "FORMATS", "CODEC_FORMAT", 
 #: the built-in policy names (contract)
 BUILTIN_POLICIES = ("auto", "archive", "diagnostic", "delivery", "controlled")
 HARDWARE = ("cpu", "gpu")
+#: how hard the quality search works (:mod:`inverity.search`): ``max`` is the exhaustive reference
+EFFORTS = ("fast", "balanced", "max")
 
 #: delivery formats a client may accept, and the stage ids that produce each (``accept`` is checked against it)
 CODEC_FORMAT: dict[str, str] = {
@@ -84,7 +86,7 @@ _LOSSY_ONLY = ("jpeg", "webp", "avif", "jxl", "learned")
 
 _TOML_KEYS = ("name", "description", "extends", "stages", "floors", "allow_learned", "lossless_only",
               "max_abs_error", "decode_budget_ms_per_mp", "hardware", "accept", "standard_only", "keep_metadata",
-              "model")
+              "model", "effort")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class Policy:
         Refuse stages whose output cannot carry the image's metadata (ICC, EXIF, XMP, DICOM dataset).
     model : str or None
         The learned model to use (``None`` = the zoo's default).
+    effort : str
+        ``fast`` | ``balanced`` (default) | ``max``: how hard the quality search works (``max`` = exhaustive).
     source : str
         ``"builtin"`` or the TOML path it came from.
     """
@@ -134,6 +138,7 @@ class Policy:
     keep_metadata: bool = False
     model: str | None = None
     source: str = "builtin"
+    effort: str = "balanced"
 
     def __post_init__(self) -> None:
         n = self.name
@@ -143,6 +148,8 @@ class Policy:
             raise PolicyError(f"policy {n}: floors must be a Floors, got {type(self.floors).__name__}")
         if self.hardware not in HARDWARE:
             raise PolicyError(f"policy {n}: hardware must be one of {', '.join(HARDWARE)}, got {self.hardware!r}")
+        if self.effort not in EFFORTS:
+            raise PolicyError(f"policy {n}: effort must be one of {', '.join(EFFORTS)}, got {self.effort!r}")
         b = self.decode_budget_ms_per_mp
         if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0):
             raise PolicyError(f"policy {n}: decode_budget_ms_per_mp must be a positive number, got {b!r}")
@@ -208,7 +215,7 @@ class Policy:
                 "max_abs_error": self.max_abs_error, "decode_budget_ms_per_mp": self.decode_budget_ms_per_mp,
                 "hardware": self.hardware, "accept": list(self.accept) if self.accept is not None else None,
                 "standard_only": self.standard_only, "keep_metadata": self.keep_metadata, "model": self.model,
-                "source": self.source}
+                "source": self.source, "effort": self.effort}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "builtin") -> "Policy":
@@ -278,7 +285,7 @@ def _coerce(name: str, key: str, val: Any) -> Any:
     if key in ("allow_learned", "lossless_only", "standard_only", "keep_metadata"):
         want(isinstance(val, bool), "true or false")
         return val
-    if key in ("name", "description", "hardware", "model"):
+    if key in ("name", "description", "hardware", "model", "effort"):
         want(val is None or isinstance(val, str), "a string")
         return val
     if key == "max_abs_error":
