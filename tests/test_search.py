@@ -225,3 +225,13 @@ def test_shipped_model_has_provenance_and_predicts_a_sane_quality() -> None:
     assert q7 is not None and q9 is not None and 0 < q7 <= q9 + 1 < 101
     b = p.bytes("avif", q7)
     assert b is not None and 0 < b < img.pixels.nbytes
+
+
+def test_predictor_file_is_read_once_per_process() -> None:
+    """Workers stay warm: the search model is parsed once per process (again only after a refit)."""
+    S._read.cache_clear()
+    img = _photo()
+    for _ in range(3):
+        S.load_predictor(_features(img), "photo", img.width * img.height)
+    info = S._read.cache_info()
+    assert info.misses == 1 and info.hits == 2

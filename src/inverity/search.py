@@ -522,7 +522,7 @@ def _next_quality(b: _Bracket, floors: Any, slope: Callable[[str], float]) -> in
         est = b.fail_q - failing[0][0]
     if est is None:
         return (b.fail_q + b.upper_q) // 2
-    q = math.ceil(est + 0.25)                              # a little above the estimate: land on a pass
+    q = math.ceil(est - 1e-6)                              # the lowest quality estimated to pass
     if q >= b.upper_q:
         return None                                        # the next lower quality is predicted to fail
     return max(q, b.fail_q + 1)
