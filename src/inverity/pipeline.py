@@ -8,7 +8,7 @@ module that owns it, bundled in a :class:`Toolkit` so the orchestration can be t
         ┌─────────────────────────────────────────────────────────────────────────┘
         ▼
     stage.encode ─► stage.decode ─► verify(original, reconstruction, floors) ── failed ─► next candidate
-        │ (search=True: bisect the quality for the fewest bytes that still pass)
+        │ (search=True: inverity.search predicts, then confirms, the fewest bytes that still pass)
         ▼ passed
     atomic write of OUTDIR/<input path>.<ext>  ─►  decision record  ─►  catalog row (parent process only)
 

@@ -296,9 +296,9 @@ def _ms(t0: float) -> float:
 
 
 def _checks(verdict: Any) -> dict[str, Any]:
-    if hasattr(verdict, "to_dict"):
-        return _jsonable(dict(verdict.to_dict().get("checks") or {}))
-    return _jsonable(dict(verdict.checks))
+    from .pipeline import _checks as checks   # one definition: the decision record's view of a verdict
+
+    return checks(verdict)
 
 
 def stage_options(cand: Any, effort: str) -> dict[str, Any]:
