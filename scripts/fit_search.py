@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import math
 import sys
@@ -161,6 +162,32 @@ def collect(shared: Path, cache: Path, n_train: int, n_controlled: int, max_mp: 
             print(f"[{i + 1}/{len(items)}] {key} {r['kind']} {r['width']}x{r['height']} "
                   f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     return [rows[f"{src}/{p.name}"] for p, src in items if f"{src}/{p.name}" in rows]
+
+
+def quality_classes() -> dict[str, Any]:
+    """Per lossy stage, the runs of qualities that give one bitstream (libavif maps 0–100 onto 64 quantisers:
+    q60 and q61 are the same file), checked on three unrelated images and kept only when all three agree; with
+    the library version they were measured with (the search uses them only under that version)."""
+    from skimage import data
+
+    imgs = [data.chelsea()[:64, :64], data.astronaut()[100:164, 100:164], data.coffee()[:48, :80]]
+    out: dict[str, Any] = {}
+    for cid in LOSSY:
+        parts = []
+        for px in imgs:
+            img = Image(np.ascontiguousarray(px))
+            prev, runs = None, []
+            for q in range(101):
+                h = hashlib.sha256(get_stage(cid, quality=q).encode(img)).digest()
+                if h == prev:
+                    runs[-1][1] = q
+                else:
+                    runs.append([q, q])
+                prev = h
+            parts.append([r for r in runs if r[1] > r[0]])
+        if parts[0] and all(p == parts[0] for p in parts):
+            out[cid] = {"library": get_stage(cid).library_version(), "runs": parts[0]}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -353,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
              "type": "linear quantile regressions of the first passing quality per (stage, floor set, kind "
                      "offset); log-linear rate models per stage; median check slopes per quality step",
              **{k: model[k] for k in ("spec", "quality", "rate", "slopes")},
+             "same_bitstream": quality_classes(),
              "provenance": {
                  "script": "scripts/fit_search.py",
                  "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

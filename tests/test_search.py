@@ -235,3 +235,26 @@ def test_predictor_file_is_read_once_per_process() -> None:
         S.load_predictor(_features(img), "photo", img.width * img.height)
     info = S._read.cache_info()
     assert info.misses == 1 and info.hits == 2
+
+
+def test_guard_floors_are_checked_only_on_the_winner_and_a_failing_guard_moves_up() -> None:
+    img = _photo()
+    tk = Toolkit.default()
+    # delivery: the local-SNR guard is deferred while searching, then checked on the smallest passing probe
+    attempts: list[dict[str, Any]] = []
+    pred = S.load_predictor(_features(img), "photo", img.width * img.height)
+    best = S.search_quality(tk, img, Candidate("avif", None, True, {}, "", Floors.delivery(), 0), attempts,
+                            effort="balanced", predictor=pred)
+    assert best is not None and best.verified == "full" and best.entry["passed"] is True
+    assert "local_snr" in best.checks
+    for a in attempts:
+        if a is not best.entry and a.get("verified") == "provisional":
+            assert a["passed"] is None and "not checked" in a["reasons"][-1]
+    # a guard no probe near the SSIMULACRA 2 floor meets: the smallest provisional probes fail it, the search
+    # goes on upwards with full verification, and what it returns passes every floor when checked independently
+    hard = Floors(ssimulacra2=70.0, local_snr=24.0)
+    attempts = []
+    best = S.search_quality(tk, img, Candidate("avif", None, True, {}, "", hard, 0), attempts, effort="balanced")
+    assert best is not None and best.verified == "full"
+    assert any(a["passed"] is False and "local_snr" in a.get("failures", []) for a in attempts)
+    assert verify(img, get_stage("avif").decode(best.payload), hard).passed

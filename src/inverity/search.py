@@ -97,6 +97,10 @@ FLOOR_SETS: tuple[str, ...] = ("delivery", "line_art", "controlled", "controlled
 _GLOBAL = ("lossless", "max_abs_error", "psnr", "ssimulacra2", "ms_ssim")
 _STRUCTURE = ("worst_tile_psnr", "local_snr", "local_structure", "band_kept", "band_invented", "tile_band_kept",
               "edge_missing", "edge_invented")
+#: structure floors that only guard against one ruined window (delivery's ``local_snr`` 3 dB): while searching,
+#: a probe that passes the global floors is taken as passing, and these are checked only on the probe that wins
+#: (:func:`_confirm`); binding structure floors (the controlled set) are checked on every probe
+_GUARDS = ("local_snr",)
 #: the ½-scale screen (images of at least this many pixels): SSIMULACRA 2 of a ½-scale copy is far higher than
 #: at full resolution (downscaling hides codec artefacts: 10–34 points higher on 1 MP manga and aerial pages for
 #: AVIF/JPEG at q40–80), so a probe whose ½-scale score is already below the floor fails at full resolution too;
@@ -114,13 +118,8 @@ def floor_set_floors(name: str) -> Floors:
 
 
 def _thresholds(floors: Any) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name in ("psnr", "ssimulacra2", "ms_ssim", "worst_tile_psnr", "local_snr", "local_structure", "band_kept",
-                 "band_invented", "tile_band_kept", "edge_missing", "edge_invented", "max_abs_error"):
-        v = getattr(floors, name, None)
-        if v is not None and not isinstance(v, bool):
-            out[name] = float(v)
-    return out
+    vals = {n: getattr(floors, n, None) for n in _GLOBAL[1:] + _STRUCTURE}
+    return {n: float(v) for n, v in vals.items() if v is not None and not isinstance(v, bool)}
 
 
 def floor_set_key(floors: Any) -> tuple[str, float] | None:
@@ -237,6 +236,13 @@ class Predictor:
             return None
         return b * math.exp(-2.0 * float(self.model["rate"][label]["sigma"]))
 
+    def same_bitstream(self, codec_id: str, library: str | None) -> list[tuple[int, int]]:
+        """Runs of qualities ``(lo, hi)`` that give one bitstream, as measured under ``library`` (else none)."""
+        m = self.model.get("same_bitstream", {}).get(codec_id)
+        if not m or library is None or m.get("library") != library:
+            return []
+        return [(int(a), int(b)) for a, b in m["runs"]]
+
     def slope(self, codec_id: str, check: str) -> float:
         """How much ``check`` improves per quality step for ``codec_id`` (always positive)."""
         s = (self.model.get("slopes", {}).get(codec_id) or {}).get(check)
@@ -272,6 +278,7 @@ class Attempt:
     checks: dict[str, Any] = field(default_factory=dict)
     stage: Any = None
     verified: str = "full"
+    recon: Any = field(default=None, repr=False)   # kept while the structure checks are deferred
 
 
 @dataclass
@@ -286,8 +293,7 @@ class Memo:
 
 
 def _jsonable(x: Any) -> Any:
-    from .pipeline import _jsonable as j
-
+    from .pipeline import _jsonable as j   # one definition: the decision record's JSON view
     return j(x)
 
 
@@ -297,7 +303,6 @@ def _ms(t0: float) -> float:
 
 def _checks(verdict: Any) -> dict[str, Any]:
     from .pipeline import _checks as checks   # one definition: the decision record's view of a verdict
-
     return checks(verdict)
 
 
@@ -351,14 +356,15 @@ def _screen(tk: Any, image: Any, recon: Any, glob: Floors, memo: Memo) -> Verdic
 
 
 def attempt(tk: Any, image: Any, cand: Any, quality: int | None, *, effort: str = "max", search: bool = False,
-            memo: Memo | None = None, cannot_win_at: int | None = None) -> Attempt:
+            memo: Memo | None = None, cannot_win_at: int | None = None, defer: bool = False) -> Attempt:
     """Encode, decode and verify one (stage, quality); never raises for a codec failure.
 
     ``tk`` needs ``get_stage`` and ``verify`` (a :class:`inverity.pipeline.Toolkit`). With ``memo`` a bitstream
     seen before reuses its verdict. ``cannot_win_at``: a payload of at least this many bytes is not verified
     (it cannot beat the best passing size) and counts as not passed. ``effort`` ``fast``/``balanced`` verify in
     stages (½-scale screen, global floors, structure floors), stopping at the first failure; ``max`` verifies
-    every floor in one call.
+    every floor in one call. ``defer``: when only guard floors (:data:`_GUARDS`) remain after the global ones
+    pass, the attempt is ``provisional`` (``passed`` in the record is None) until :func:`_confirm`.
     """
     options = stage_options(cand, effort)
     entry: dict[str, Any] = {"stage": cand.codec_id, "quality": quality}
@@ -384,9 +390,12 @@ def attempt(tk: Any, image: Any, cand: Any, quality: int | None, *, effort: str 
     hkey = (cand.codec_id, okey, sha)
     if memo is not None and hkey in memo.by_hash:
         prev = memo.by_hash[hkey]
-        entry.update(passed=prev.passed, same_bitstream_as=prev.entry.get("quality"),
+        entry.update(passed=None if prev.verified == "provisional" else prev.passed,
+                     same_bitstream_as=prev.entry.get("quality"),
                      reasons=[f"same bitstream as q={prev.entry.get('quality')}: its verdict"])
-        a = Attempt(prev.passed, entry, payload, prev.checks, stage, prev.verified)
+        if prev.verified not in ("full", "provisional"):
+            entry["verified"] = prev.verified
+        a = Attempt(prev.passed, entry, payload, prev.checks, stage, prev.verified, prev.recon)
         memo.by_quality[(cand.codec_id, okey, quality)] = a
         return a
     if cannot_win_at is not None and len(payload) >= cannot_win_at:
@@ -400,7 +409,8 @@ def attempt(tk: Any, image: Any, cand: Any, quality: int | None, *, effort: str 
     except Exception as exc:  # noqa: BLE001
         return _failed(entry, exc, stage)
     t0 = time.perf_counter()
-    verdict, verified = _verify(tk, image, recon, cand.floors, staged=_EFFORT[_effort(effort)].staged, memo=memo)
+    verdict, verified = _verify(tk, image, recon, cand.floors, staged=_EFFORT[_effort(effort)].staged, memo=memo,
+                                defer=defer)
     entry["verify_ms"] = _ms(t0)
     entry["passed"] = bool(verdict.passed)
     entry["reasons"] = [str(r) for r in verdict.reasons]     # the verifier lists failures first
@@ -408,7 +418,10 @@ def attempt(tk: Any, image: Any, cand: Any, quality: int | None, *, effort: str 
         entry["failures"] = [str(f) for f in verdict.failures]
     if verified != "full":
         entry["verified"] = verified
-    a = Attempt(bool(verdict.passed), entry, payload, _checks(verdict), stage, verified)
+    a = Attempt(bool(verdict.passed), entry, payload, _checks(verdict), stage, verified,
+                recon if verified == "provisional" else None)
+    if verified == "provisional":
+        entry["passed"] = None           # not known until _confirm: the record never claims more than was checked
     if memo is not None:
         memo.by_hash[hkey] = a
         memo.by_quality[(cand.codec_id, okey, quality)] = a
@@ -421,8 +434,10 @@ def _failed(entry: dict[str, Any], exc: BaseException, stage: Any) -> Attempt:
     return Attempt(False, entry, None, {}, stage)
 
 
-def _verify(tk: Any, image: Any, recon: Any, floors: Any, *, staged: bool, memo: Memo | None) -> tuple[Any, str]:
-    """The verdict and how far it went: ``screen`` / ``global`` (failed early) or ``full``."""
+def _verify(tk: Any, image: Any, recon: Any, floors: Any, *, staged: bool, memo: Memo | None,
+            defer: bool = False) -> tuple[Any, str]:
+    """The verdict and how far it went: ``screen`` / ``global`` (failed early), ``provisional`` (global floors
+    passed, guard floors deferred) or ``full``."""
     if not staged or not isinstance(floors, Floors):
         return tk.verify(image, recon, floors), "full"
     glob, struct = _split(floors)
@@ -433,7 +448,27 @@ def _verify(tk: Any, image: Any, recon: Any, floors: Any, *, staged: bool, memo:
     va = tk.verify(image, recon, glob)
     if not va.passed or struct is None:
         return va, ("global" if not va.passed and struct is not None else "full")
+    if defer and set(_thresholds(struct)) <= set(_GUARDS):
+        return va, "provisional"
     return _merge(va, tk.verify(image, recon, struct)), "full"
+
+
+def _confirm(tk: Any, image: Any, cand: Any, a: Attempt) -> bool:
+    """Finish a provisional attempt's verification (its deferred guard floors), in place; True if it passed."""
+    if a.verified != "provisional":
+        return a.passed
+    va = Verdict(True, [r for r in a.entry.get("reasons", [])], dict(a.checks), [])
+    _, struct = _split(cand.floors)
+    t0 = time.perf_counter()
+    v = _merge(va, tk.verify(image, a.recon, struct)) if struct is not None else va
+    a.entry["verify_ms"] = round(float(a.entry.get("verify_ms", 0.0)) + _ms(t0), 1)
+    a.passed, a.verified, a.recon = bool(v.passed), "full", None
+    a.checks = _checks(v)
+    a.entry.update(passed=a.passed, reasons=[str(r) for r in v.reasons])
+    a.entry.pop("verified", None)
+    if v.failures:
+        a.entry["failures"] = [str(f) for f in v.failures]
+    return a.passed
 
 
 def _effort(effort: str | None) -> str:
@@ -547,15 +582,18 @@ def search_quality(tk: Any, image: Any, cand: Any, attempts: list[dict[str, Any]
         a = attempt(tk, image, cand, getattr(cand, "quality", None), effort=effort, memo=memo, cannot_win_at=win)
         attempts.append(a.entry)
         return a if a.passed else None
+    library = None
     try:
-        lo, hi = quality_bounds(tk.get_stage(cand.codec_id, **stage_options(cand, effort)), cand)
+        st = tk.get_stage(cand.codec_id, **stage_options(cand, effort))
+        lo, hi = quality_bounds(st, cand)
+        library = st.library_version() if hasattr(st, "library_version") else None
     except Exception:  # noqa: BLE001 - the probe below records why the stage cannot be built
         lo, hi = _CLASSICAL_RANGE
     passing: list[Attempt] = []
     seen: dict[int, Attempt] = {}
 
-    def probe(q: int) -> Attempt | None:
-        a = attempt(tk, image, cand, q, effort=effort, search=True, memo=memo, cannot_win_at=win)
+    def probe(q: int, defer: bool = eff.predict) -> Attempt | None:
+        a = attempt(tk, image, cand, q, effort=effort, search=True, memo=memo, cannot_win_at=win, defer=defer)
         if q not in seen:
             attempts.append(a.entry)
         seen[q] = a
@@ -571,7 +609,29 @@ def search_quality(tk: Any, image: Any, cand: Any, attempts: list[dict[str, Any]
         _bisect(probe, lo, hi, hint)
     else:
         start = min(max(int(round(predicted)), lo), hi - 1)      # never the top of the range first
-        _predicted(probe, lo, hi, start, eff.refine, cand, predictor)
+        runs = predictor.same_bitstream(cand.codec_id, str(library)) if predictor is not None else []
+        _predicted(probe, lo, hi, start, eff.refine, cand, predictor, runs)
+    return _finish(tk, image, cand, passing, lambda q: probe(q, False), hi)
+
+
+def _finish(tk: Any, image: Any, cand: Any, passing: list[Attempt], probe_full: Callable[[int], Attempt | None],
+            hi: int) -> Attempt | None:
+    """The smallest passing attempt, its deferred guard floors checked (:func:`_confirm`); if every passing
+    probe fails them, the search goes on above the highest, verifying every floor."""
+    order = sorted(passing, key=lambda a: (a.entry["bytes"], a.entry["quality"]))
+    for i, a in enumerate(order):
+        if _confirm(tk, image, cand, a):
+            for other in order[i + 1:]:
+                if other.verified == "provisional":
+                    other.entry["reasons"] = other.entry.get("reasons", []) + [
+                        f"guard floors ({', '.join(_GUARDS)}) not checked: a smaller probe passed every floor"]
+            return a
+    if not order:
+        return None
+    top = max(int(a.entry["quality"]) for a in order)
+    passing.clear()
+    if top < hi:
+        _bisect(probe_full, top + 1, hi, None)
     return min(passing, key=lambda a: (a.entry["bytes"], a.entry["quality"])) if passing else None
 
 
@@ -607,10 +667,12 @@ def _bisect(probe: Callable[[int], Attempt | None], lo: int, hi: int, hint: int 
 
 
 def _predicted(probe: Callable[[int], Attempt | None], lo: int, hi: int, start: int, refine: int, cand: Any,
-               predictor: Predictor | None) -> None:
+               predictor: Predictor | None, runs: Sequence[tuple[int, int]] = ()) -> None:
     """Predict, then confirm: probe ``start``; step up until a probe passes; then at most ``refine`` probes
-    down towards the floor (see :func:`_next_quality`)."""
+    down towards the floor (see :func:`_next_quality`). ``runs``: qualities known to give one bitstream — a
+    probe uses the lowest of its run, and a verdict holds for the whole run."""
     b = _Bracket(lo, hi, lo - 1)
+    run_of = {q: (a, z) for a, z in runs for q in range(a, z + 1)}
 
     def slope(check: str) -> float:
         return predictor.slope(cand.codec_id, check) if predictor is not None else _DEFAULT_SLOPE.get(check, 0.0)
@@ -618,14 +680,16 @@ def _predicted(probe: Callable[[int], Attempt | None], lo: int, hi: int, start: 
     q: int | None = start
     after_upper = 0
     while q is not None:
-        a = probe(q)
+        q_lo, q_hi = run_of.get(q, (q, q))
+        q_lo = max(q_lo, b.fail_q + 1)
+        a = probe(q_lo)
         if a is None:
             return
         if a.passed or a.verified == "skipped":
-            if b.upper_q is None or q < b.upper_q:
-                b.upper_q, b.upper = q, a
-        elif q > b.fail_q:
-            b.fail_q, b.fail = q, a
+            if b.upper_q is None or q_lo < b.upper_q:
+                b.upper_q, b.upper = q_lo, a
+        elif q_hi > b.fail_q:
+            b.fail_q, b.fail = q_hi, a
         if b.upper_q is not None:
             if after_upper >= refine:
                 return
