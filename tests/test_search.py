@@ -258,3 +258,19 @@ def test_guard_floors_are_checked_only_on_the_winner_and_a_failing_guard_moves_u
     assert best is not None and best.verified == "full"
     assert any(a["passed"] is False and "local_snr" in a.get("failures", []) for a in attempts)
     assert verify(img, get_stage("avif").decode(best.payload), hard).passed
+
+
+def test_half_scale_screen_rejects_a_probe_far_below_the_floor_and_only_then() -> None:
+    from skimage import data
+
+    img = Image(np.ascontiguousarray(np.kron(data.astronaut(), np.ones((2, 2, 1), np.uint8))))  # 1 MP
+    assert img.width * img.height >= S._SCREEN_MIN_PIXELS
+    cand = Candidate("jpeg", None, True, {}, "", Floors.delivery(), 0)
+    memo = S.Memo()
+    low = S.attempt(Toolkit.default(), img, cand, 3, effort="balanced", memo=memo)
+    assert low.verified == "screen" and not low.passed
+    assert low.entry["reasons"][0].startswith("½-scale screen: ssimulacra2")
+    st = get_stage("jpeg", quality=3)          # sound: the full-resolution verdict fails too
+    assert not verify(img, st.decode(low.payload), Floors.delivery()).passed
+    high = S.attempt(Toolkit.default(), img, cand, 92, effort="balanced", memo=memo)
+    assert high.verified in ("full", "provisional") and high.passed
