@@ -156,6 +156,7 @@ def collect(shared: Path, cache: Path, n_train: int, n_controlled: int, max_mp: 
                 continue
             t0 = time.perf_counter()
             r = measure(p, src, max_mp, controlled=(i % step == 0 and n_controlled > 0))
+            r["seconds"] = round(time.perf_counter() - t0, 2)
             rows[key] = r
             fh.write(json.dumps(r) + "\n")
             fh.flush()
@@ -330,7 +331,7 @@ def fit(rows: list[dict], *, l1: float, min_kind: int, min_full: int = 40) -> di
         res = yv - X @ beta
         rate[cid] = {"form": "lossy", "coef": beta.round(5).tolist(), "sigma": round(float(res.std()), 4),
                      "resid_p05": round(float(np.quantile(res, 0.05)), 4)}
-    for label in {lab for r in rows for lab in r["lossless"]}:
+    for label in sorted({lab for r in rows for lab in r["lossless"]}):
         idx = [i for i, r in enumerate(rows) if label in r["lossless"]]
         X = np.hstack([np.ones((len(idx), 1)), Z[idx]])
         yv = np.array([math.log(8 * rows[i]["lossless"][label]["bytes"] / (rows[i]["width"] * rows[i]["height"]))
@@ -392,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                  "fit_report": model["report"],
                  "fitting_software": {"numpy": np.__version__, "scipy": scipy.__version__},
                  "seconds": round(time.perf_counter() - t0, 1), "fit_only": a.fit_only,
-                 "measure_seconds_first_run": 623}}
+                 "measure_seconds": (round(sum(r["seconds"] for r in rows), 1)
+                                     if all("seconds" in r for r in rows) else None)}}
     a.out.write_text(json.dumps(model, indent=1) + "\n")
     print(f"wrote {a.out} ({len(rows)} images)", file=sys.stderr)
     return 0
