@@ -337,7 +337,9 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
             record["reasons"].append(f"{_label(cand)} rejected: {because}")
         if passed:
             best, cand = min(passed, key=lambda p: p[0].entry["bytes"])
-            assert best.verified == "full", "the chosen output must have passed a full verification"
+            if best.verified != "full":   # nothing ships on a prediction: a bug here fails the asset, loudly
+                raise NoCandidatePassedError(f"{record['input']}: internal error: {_label(cand)} q="
+                                             f"{best.entry['quality']} was chosen without a full verification")
             best.entry["chosen"] = True
             why = getattr(cand, "reason", "") or "passed"
             record["reasons"].append(f"{_label(cand)}: {why}")
