@@ -30,9 +30,11 @@ def kb(n: int) -> str:
 
 
 def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str],
-                 rejected: Sequence[tuple[Any, list[int]]] = ()) -> str:
-    """The sizes of a group's equivalent choices, from ``(attempt, candidate)`` pairs that passed (smallest first)
-    and ``(candidate, sizes tried)`` pairs that did not.
+                 rejected: Sequence[tuple[Any, list[int]]] = (), *,
+                 larger: Sequence[tuple[Any, list[int]]] = ()) -> str:
+    """The sizes of a group's equivalent choices, from ``(attempt, candidate)`` pairs that passed (smallest first),
+    ``(candidate, sizes tried)`` pairs that failed the floors, and ``larger`` ones the search did not verify
+    because their output could not beat the best passing size.
 
     Examples
     --------
@@ -43,6 +45,8 @@ def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str],
     'smallest of 2 passing equivalent choices: learned 12.7 kB vs avif 16.4 kB (at the same floors)'
     >>> sizes_reason([(a(32100), c("avif"))], lambda x: x.codec_id, [(c("learned"), [18000, 25100])])
     'avif 32.1 kB passed; failed the floors: learned (tried 18.0 kB-25.1 kB) (at the same floors)'
+    >>> sizes_reason([(a(1657), c("jpeg"))], lambda x: x.codec_id, larger=[(c("png"), [2396])])
+    'jpeg 1.7 kB passed; larger, so not verified: png 2.4 kB (at the same floors)'
     """
     ranked = sorted(passed, key=lambda p: p[0].entry["bytes"])
     sizes = " vs ".join(f"{label(c)} {kb(a.entry['bytes'])}" for a, c in ranked)
@@ -53,7 +57,11 @@ def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str],
             f"{kb(min(tried))}-{kb(max(tried))}"
         fails.append(f"{label(c)} (tried {span})")
     tail = f"; failed the floors: {', '.join(fails)}" if fails else ""
-    floors = [getattr(c, "floors", None) for _, c in ranked] + [getattr(c, "floors", None) for c, _ in rejected]
+    if larger:
+        tail += "; larger, so not verified: " + ", ".join(f"{label(c)} {kb(min(t))}" if t else label(c)
+                                                          for c, t in larger)
+    floors = [getattr(c, "floors", None) for _, c in ranked] + \
+        [getattr(c, "floors", None) for c, _ in list(rejected) + list(larger)]
     same = "at the same floors" if all(f == floors[0] for f in floors) else "each at its own floors"
     return f"{head}{tail} ({same})"
 

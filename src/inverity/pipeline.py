@@ -8,7 +8,7 @@ module that owns it, bundled in a :class:`Toolkit` so the orchestration can be t
         ┌─────────────────────────────────────────────────────────────────────────┘
         ▼
     stage.encode ─► stage.decode ─► verify(original, reconstruction, floors) ── failed ─► next candidate
-        │ (search=True: bisect the quality for the fewest bytes that still pass)
+        │ (search=True: inverity.search predicts, then confirms, the fewest bytes that still pass)
         ▼ passed
     atomic write of OUTDIR/<input path>.<ext>  ─►  decision record  ─►  catalog row (parent process only)
 
@@ -28,15 +28,18 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from . import _promises as promises
 from ._atomic import atomic_write_bytes
 from .errors import CodecError, InputError, InverityError, error_line, safe_text
 from .outputs import check_output, check_output_dir, same_file
 from ._walk import collect_assets
+
+if TYPE_CHECKING:
+    from .search import Attempt as _Attempt
 
 __all__ = [
     "compress", "compress_one", "collect_assets", "Asset", "Result", "Toolkit", "NoCandidatePassedError",
@@ -61,16 +64,6 @@ _FORMAT_EXT: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "jpegls": ".jls", 
                                "inv": ".inv", "gif": ".gif", "bmp": ".bmp"}
 #: formats the walker treats as images (by content); everything else in a walked directory is skipped with a note
 _IMAGE_FORMATS: frozenset[str] = frozenset(_FORMAT_EXT) - {"inv"} | {"gif", "bmp"}
-#: default quality-search bounds when neither the candidate nor the stage declares them (learned: from the zoo)
-_CLASSICAL_RANGE = (1, 100)
-
-
-def _learned_range() -> tuple[int, int]:
-    """1..K of the zoo's default model: K is its number of λ (rate points) in the registry, never hard-coded."""
-    from .stages.learned import zoo
-
-    q = zoo.model_info().qualities
-    return int(q[0]), int(q[-1])
 
 
 class NoCandidatePassedError(CodecError):
@@ -146,15 +139,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status in ("done", "skipped")
-
-
-@dataclass
-class _Attempt:
-    passed: bool
-    entry: dict[str, Any]
-    payload: bytes | None = None
-    checks: dict[str, Any] = field(default_factory=dict)
-    stage: Any = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -243,21 +227,6 @@ def _ext_for(stage: Any, payload: bytes) -> str:
     return _FORMAT_EXT.get(sniff(payload) or "", f".{stage.codec_id}")
 
 
-def _quality_bounds(stage: Any, cand: Any) -> tuple[int, int]:
-    """Where a quality search may look: the candidate's range, else the stage's, else the family default."""
-    for src in (cand, stage):
-        rng = getattr(src, "quality_range", None)
-        if rng:
-            return int(rng[0]), int(rng[1])
-    caps = getattr(stage, "capabilities", None)
-    if getattr(caps, "learned", False):
-        qs = getattr(stage, "qualities", None)
-        if qs:
-            return int(min(qs)), int(max(qs))
-        return _learned_range()
-    return _CLASSICAL_RANGE
-
-
 def _is_dicom(image: Any) -> bool:
     return getattr(image, "source_format", None) == "dicom" or "dicom" in (getattr(image, "metadata", None) or {})
 
@@ -279,97 +248,11 @@ def output_rel(asset: Asset, ext: str) -> PurePosixPath:
 # --------------------------------------------------------------------------------------------------------------
 # One asset
 # --------------------------------------------------------------------------------------------------------------
-def _try(tk: Toolkit, image: Any, cand: Any, quality: int | None, *, search: bool) -> _Attempt:
-    """Encode, decode and verify one (stage, quality); never raises for a codec failure."""
-    options = dict(getattr(cand, "options", None) or {})
-    entry: dict[str, Any] = {"stage": cand.codec_id, "quality": quality}
-    if options:
-        entry["options"] = _jsonable(options)
-    if search:
-        entry["search"] = True
-    stage = None
-    try:
-        stage = tk.get_stage(cand.codec_id, quality=quality, **options)
-        t0 = time.perf_counter()
-        payload = bytes(stage.encode(image))
-        entry["encode_ms"] = _ms(t0)
-        entry["bytes"] = len(payload)
-        t0 = time.perf_counter()
-        recon = stage.decode(payload)
-        entry["decode_ms"] = _ms(t0)
-    except Exception as exc:  # noqa: BLE001 - a stage failure is recorded and routing moves on (legible failure)
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        entry.update(passed=False, reasons=[f"encode/decode failed: {type(exc).__name__}: {msg}".rstrip(": ")])
-        return _Attempt(False, entry, stage=stage)
-    t0 = time.perf_counter()
-    verdict = tk.verify(image, recon, cand.floors)
-    entry["verify_ms"] = _ms(t0)
-    entry["passed"] = bool(verdict.passed)
-    entry["reasons"] = [str(r) for r in verdict.reasons]     # the verifier lists failures first
-    if getattr(verdict, "failures", None):
-        entry["failures"] = [str(f) for f in verdict.failures]
-    return _Attempt(bool(verdict.passed), entry, payload, _checks(verdict), stage)
-
-
 def _checks(verdict: Any) -> dict[str, Any]:
     """The verdict's measured numbers, JSON-ready (the verifier's own ``to_dict`` when it has one)."""
     if hasattr(verdict, "to_dict"):
         return _jsonable(dict(verdict.to_dict().get("checks") or {}))
     return _jsonable(dict(verdict.checks))
-
-
-def _run_candidate(tk: Toolkit, image: Any, cand: Any, attempts: list[dict[str, Any]]) -> _Attempt | None:
-    """Try one candidate. With ``search``, bisect the quality for the smallest passing one (a handful of encodes,
-    assuming — as holds closely for every codec here — that passing is monotone in quality), then keep the
-    passing probe with the fewest bytes."""
-    if not getattr(cand, "search", False):
-        a = _try(tk, image, cand, getattr(cand, "quality", None), search=False)
-        attempts.append(a.entry)
-        return a if a.passed else None
-
-    try:
-        lo, hi = _quality_bounds(tk.get_stage(cand.codec_id, **dict(cand.options or {})), cand)
-    except Exception:  # noqa: BLE001 - the probe below records why the stage cannot be built
-        lo, hi = _CLASSICAL_RANGE
-    passing: list[_Attempt] = []
-
-    def probe(q: int) -> bool | None:
-        a = _try(tk, image, cand, q, search=True)
-        attempts.append(a.entry)
-        if a.payload is None:          # the stage cannot take this image at all: stop searching
-            return None
-        if a.passed:
-            passing.append(a)
-        return a.passed
-
-    hint = getattr(cand, "quality", None)
-    start = min(max(int(hint), lo), hi) if hint is not None else (lo + hi) // 2
-    fail_q, pass_q = lo - 1, None          # invariant: the smallest passing quality lies in (fail_q, pass_q]
-    r = probe(start)
-    if r is None:
-        return None
-    if r:
-        pass_q = start
-    else:
-        fail_q = start
-        if start < hi:
-            r = probe(hi)
-            if r is None:
-                return None
-            if r:
-                pass_q = hi
-    if pass_q is None:
-        return None
-    while pass_q - fail_q > 1:
-        mid = (fail_q + pass_q) // 2
-        r = probe(mid)
-        if r is None:
-            break
-        if r:
-            pass_q = mid
-        else:
-            fail_q = mid
-    return min(passing, key=lambda a: (a.entry["bytes"], a.entry["quality"]))
 
 
 #: the metadata an output may have to carry (the Image contract); other keys are the loader's bookkeeping
@@ -401,6 +284,13 @@ def _family(tk: Toolkit, policy: Any) -> str:
     return _policy_name(policy)
 
 
+def _effort(requested: Any, concrete: Any) -> str:
+    """The search effort: the concrete policy's, except under ``auto`` (resolved to a built-in), the requested
+    policy's."""
+    src = requested if _policy_name(requested) == "auto" else concrete
+    return str(getattr(src, "effort", None) or "balanced")
+
+
 def _groups(candidates: list[Any]) -> list[list[Any]]:
     """Consecutive candidates sharing ``group`` (the router's "equivalent choices"); no ``group``: one each."""
     out: list[list[Any]] = []
@@ -417,13 +307,21 @@ def _groups(candidates: list[Any]) -> list[list[Any]]:
 
 
 def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, Any],
-            dicom_out: bool) -> tuple[_Attempt | None, Any]:
-    """Try the candidates group by group. Within a group (equivalent choices) every candidate is tried and the
-    smallest that passes wins; a later group is only a fallback when nothing in the earlier ones passed.
+            dicom_out: bool, *, effort: str = "balanced") -> tuple[_Attempt | None, Any]:
+    """Try the candidates group by group (:func:`inverity.search.search_group`). Within a group (equivalent
+    choices) the smallest that passes wins; a later group is only a fallback when nothing in the earlier ones
+    passed. ``effort`` (the policy's) sets how hard the quality search works.
 
     For DICOM output only the stages whose bitstream is a DICOM transfer syntax compete (the file is that
     encoding inside DICOM), when the group has any."""
+    from . import search as S
+
     attempts: list[dict[str, Any]] = record["attempts"]
+    prof = record.get("profile") or {}
+    predictor = S.load_predictor(prof.get("features"), prof.get("kind"),
+                                 int(getattr(image, "width", 0)) * int(getattr(image, "height", 0)))
+    memo = S.Memo()
+    record["search"] = {"effort": effort, "encodes": 0}
     for group in _groups(candidates):
         if dicom_out and any(c.codec_id in DICOM_TRANSFER_SYNTAX for c in group):
             dicom_ok = {c.codec_id for c in group if c.codec_id in DICOM_TRANSFER_SYNTAX
@@ -432,25 +330,37 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
                 if c.codec_id not in dicom_ok:
                     record["reasons"].append(f"{c.codec_id} not tried: not a DICOM transfer syntax")
             group = [c for c in group if c.codec_id in dicom_ok]
-        passed: list[tuple[_Attempt, Any]] = []
+        g0 = len(attempts)
+        passed, notes = S.search_group(tk, image, group, attempts, effort=effort, predictor=predictor, memo=memo)
+        record["search"]["encodes"] = memo.encodes
+        record["reasons"].extend(notes)
+        ok = {id(c) for _, c in passed}
         rejected: list[tuple[Any, list[int]]] = []     # (candidate, sizes it tried): the record compares them too
+        larger: list[tuple[Any, list[int]]] = []       # never verified: could not beat the best passing size
         for cand in group:
-            n0 = len(attempts)
-            a = _run_candidate(tk, image, cand, attempts)
-            if a is not None:
-                passed.append((a, cand))
+            if id(cand) in ok or any(n.startswith(f"{_label(cand)} not tried") for n in notes):
                 continue
-            rejected.append((cand, [e["bytes"] for e in attempts[n0:] if e.get("bytes")]))
-            last = next((e for e in reversed(attempts) if e["stage"] == cand.codec_id), None)
+            mine = [e for e in attempts[g0:] if e.get("stage") == cand.codec_id]
+            sizes = [e["bytes"] for e in mine if e.get("bytes")]
+            last = mine[-1] if mine else None
             because = "; ".join(last["reasons"]) if last and last.get("reasons") else "failed"
+            if mine and all(e.get("passed") is False and str((e.get("reasons") or [""])[0]).startswith(
+                    "not verified:") for e in mine):
+                larger.append((cand, sizes))
+                record["reasons"].append(f"{_label(cand)} not chosen: {because}")
+                continue
+            rejected.append((cand, sizes))
             record["reasons"].append(f"{_label(cand)} rejected: {because}")
         if passed:
             best, cand = min(passed, key=lambda p: p[0].entry["bytes"])
+            if best.verified != "full":   # nothing ships on a prediction: a bug here fails the asset, loudly
+                raise NoCandidatePassedError(f"{record['input']}: internal error: {_label(cand)} q="
+                                             f"{best.entry['quality']} was chosen without a full verification")
             best.entry["chosen"] = True
             why = getattr(cand, "reason", "") or "passed"
             record["reasons"].append(f"{_label(cand)}: {why}")
-            if len(passed) > 1 or rejected:
-                record["reasons"].append(promises.sizes_reason(passed, _label, rejected))
+            if len(passed) > 1 or rejected or larger:
+                record["reasons"].append(promises.sizes_reason(passed, _label, rejected, larger=larger))
             return best, cand
     return None, None
 
@@ -594,7 +504,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
                  and _family(tk, concrete) in DICOM_OUT_POLICIES
                  and (media_types is None or "application/dicom" in media_types))
-    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out)
+    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out, effort=_effort(policy, concrete))
     if chosen is None or chosen.payload is None:
         attempts = record["attempts"]
         tried = ", ".join(dict.fromkeys(c.codec_id for c in candidates))

@@ -179,7 +179,8 @@ class Policy:
     review : str
         ``none``, ``required``, ``learned`` or ``sample:P``: which outputs wait for a human verdict.
     effort : str
-        ``fast``, ``balanced`` or ``max``: how hard the quality search works.
+        ``fast``, ``balanced`` or ``max``: how hard the quality search works (:mod:`inverity.search`; ``max`` is
+        the exhaustive reference).
     floor_notes : tuple of str
         Each floor this policy loosened or removed relative to the policy it extends (written into every
         decision record).

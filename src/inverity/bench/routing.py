@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .._atomic import atomic_write_text
 from ..errors import InputError, InverityError
+from ..search import search_grid
 from . import _data
 
 __all__ = ["RoutingUnavailableError", "OracleChoice", "oracle", "oracle_candidates", "run_routing", "DEFAULT_GRID"]
@@ -149,13 +150,9 @@ def _grid_for(codec_id: str, grid: Sequence[int], options: Mapping[str, Any] | N
     if caps is not None and caps.lossless:
         return [None]
     if caps is not None and caps.learned:
-        try:
-            from ..stages.learned import zoo
+        from ..stages.learned import zoo
 
-            qs = tuple(zoo.model_info((options or {}).get("model")).qualities)
-        except Exception:  # noqa: BLE001 - no registry yet: the documented K = 6
-            qs = tuple(range(1, 7))
-        return [int(q) for q in qs]
+        return [int(q) for q in zoo.model_info((options or {}).get("model")).qualities]
     return [int(q) for q in grid]
 
 
@@ -188,43 +185,14 @@ def oracle(image: Any, policy: Any, plan: Sequence[Any], *, grid: Sequence[int] 
             qualities = _grid_for(t.codec_id, grid, t.options)
         except InverityError:
             continue
+        probes: list[dict[str, Any]] = []
+        found = search_grid(tk, image, t, probes, qualities, exhaustive=exhaustive,
+                            refine=refine and t.codec_id != "learned")
+        result.tried += len(probes)
         best: dict[str, Any] | None = None
-
-        def attempt(q: int | None) -> int | None | bool:
-            """Bytes if (stage, q) passes, False if it fails, None if the stage cannot take the image."""
-            nonlocal best
-            result.tried += 1
-            try:
-                stage = tk.get_stage(t.codec_id, quality=q, **t.options)
-                payload = bytes(stage.encode(image))
-                rec = stage.decode(payload)
-            except Exception:  # noqa: BLE001 - the stage cannot take this image (alpha, 16-bit, ...)
-                return None
-            if not tk.verify(image, rec, t.floors).passed:
-                return False
-            if best is None or len(payload) < best["bytes"]:
-                best = {"stage": t.codec_id, "quality": q, "bytes": len(payload), "options": t.options}
-            return len(payload)
-
-        prev_fail: int | None = None
-        for q in qualities:
-            r = attempt(q)
-            if r is None:
-                break
-            if r is False:
-                prev_fail = q
-                continue
-            if refine and q is not None and prev_fail is not None and t.codec_id != "learned":
-                # bisect between the last failing and the first passing grid point, as finely as the router
-                lo, hi = prev_fail, q
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    r2 = attempt(mid)
-                    if r2 is None:
-                        break
-                    lo, hi = (mid, hi) if r2 is False else (lo, mid)
-            if not exhaustive:
-                break
+        if found is not None:
+            best = {"stage": t.codec_id, "quality": found.entry["quality"], "bytes": len(found.payload or b""),
+                    "options": t.options}
         if best is not None:
             prev = result.best_per_stage.get(t.codec_id)
             if prev is None or best["bytes"] < prev["bytes"]:
