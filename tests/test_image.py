@@ -533,5 +533,13 @@ def test_save_default_png_and_explicit_format(tmp_path: Path) -> None:
 
 
 def test_doctests() -> None:
-    result = doctest.testmod(image_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 5 and result.failed == 0
+    import importlib
+    import pkgutil
+
+    attempted = 0
+    for info in pkgutil.iter_modules(image_module.__path__):
+        module = importlib.import_module(f"inverity.image.{info.name}")
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, info.name
+        attempted += result.attempted
+    assert attempted >= 5
