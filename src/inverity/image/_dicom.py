@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ..errors import UnknownIdError, UnsupportedInputError
-from ._base import Image, _check_size, _first_that_decodes, _Refusal
+from ._base import Image, _check_size, _first_that_decodes, _one_line, _Refusal, _Truncated
 from ._probe import _j2k_codestream, _j2k_siz, _jpeg_sof
 
 #: transfer syntaxes whose frames imagecodecs decodes (pydicom would need optional plugins for several)
@@ -25,6 +26,9 @@ _DICOM_IMAGECODECS = {
     "1.2.840.10008.1.2.4.202": "jpeg2k",
     "1.2.840.10008.1.2.4.203": "jpeg2k",
 }
+
+#: uncompressed transfer syntaxes (implicit/explicit little endian, big endian, deflated)
+_NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 
 #: transfer syntax name -> UID written by :func:`dicom_bytes`
 DICOM_TRANSFER_SYNTAXES = {
@@ -56,11 +60,48 @@ def _decode_dicom_frame(frame: bytes, codec: str, rows: int, cols: int) -> np.nd
     return getattr(imagecodecs, f"{codec}_decode")(frame)
 
 
+def _dicom_frame(ds: Any, ts: str, codec: str | None, rows: int, cols: int, samples: int, photometric: str,
+                 notes: list[str]) -> tuple[np.ndarray, str]:
+    """Decode the single frame: imagecodecs for the JPEG family, pydicom for native and RLE data; returns the
+    samples and the photometric interpretation that now describes them."""
+    from pydicom.encaps import generate_frames
+    from pydicom.pixels import pixel_array
+
+    if codec is not None:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        raw = _decode_dicom_frame(frame, codec, rows, cols)
+        if samples == 3 and codec in ("jpeg8", "jpeg") and photometric != "RGB":
+            # libjpeg returns RGB for YCbCr-coded lossy JPEG; the kept dataset must describe the held pixels
+            notes.append(f"JPEG-coded {photometric} decoded to RGB")
+            photometric = "RGB"
+        elif photometric in ("YBR_RCT", "YBR_ICT"):
+            notes.append(f"JPEG 2000 {photometric} decoded to RGB")
+            photometric = "RGB"
+    else:
+        # native and RLE: pydicom's own decoders; raw=True keeps YBR samples as stored (no colour conversion)
+        raw = pixel_array(ds, index=0, raw=True)
+        if photometric == "YBR_FULL_422" and ts in _NATIVE:
+            notes.append("YBR_FULL_422 chroma upsampled to YBR_FULL")
+            photometric = "YBR_FULL"
+
+    return raw, photometric
+
+
+def _check_native_length(got: int, rows: int, cols: int, samples: int, allocated: int, photometric: str) -> None:
+    """Uncompressed pixel data must be exactly what Rows × Columns × samples × bits say (plus one pad byte)."""
+    expected = rows * cols * samples * allocated // 8
+    if photometric == "YBR_FULL_422":  # two pixels share one Cb and one Cr sample
+        expected = expected * 2 // 3
+    if got in (expected, expected + expected % 2):
+        return
+    header = f"the header ({rows} rows × {cols} columns × {samples} samples × {allocated} bits) says {expected:,}"
+    if got < expected:
+        raise _Truncated(f"pixel data is {got:,} bytes, {header}")
+    raise _Refusal(f"DICOM pixel data is {got:,} bytes but {header} bytes; refusing to guess which pixels are meant")
+
 
 def _decode_dicom(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import pydicom
-    from pydicom.encaps import generate_frames
-    from pydicom.pixels import pixel_array
 
     ds = pydicom.dcmread(io.BytesIO(data))
     if "PixelData" not in ds:
@@ -85,23 +126,15 @@ def _decode_dicom(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int,
     ts = str(ds.file_meta.TransferSyntaxUID)
     notes: list[str] = []
     codec = _DICOM_IMAGECODECS.get(ts)
-    if codec is not None:
-        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
-        raw = _decode_dicom_frame(frame, codec, rows, cols)
-        if samples == 3 and codec in ("jpeg8", "jpeg") and photometric != "RGB":
-            # libjpeg returns RGB for YCbCr-coded lossy JPEG; the kept dataset must describe the held pixels
-            notes.append(f"JPEG-coded {photometric} decoded to RGB")
-            photometric = "RGB"
-        elif photometric in ("YBR_RCT", "YBR_ICT"):
-            notes.append(f"JPEG 2000 {photometric} decoded to RGB")
-            photometric = "RGB"
-    else:
-        # native and RLE: pydicom's own decoders; raw=True keeps YBR samples as stored (no colour conversion)
-        raw = pixel_array(ds, index=0, raw=True)
-        if photometric == "YBR_FULL_422" and ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
-                                                     "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
-            notes.append("YBR_FULL_422 chroma upsampled to YBR_FULL")
-            photometric = "YBR_FULL"
+    if ts in _NATIVE:
+        _check_native_length(len(ds.PixelData), rows, cols, samples, allocated, photometric)
+    # pydicom warns (and carries on) when pixel data and header disagree — e.g. excess data it silently cuts
+    # off; pixels read under such a warning are not the file's pixels, so any warning here is a refusal.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw, photometric = _dicom_frame(ds, ts, codec, rows, cols, samples, photometric, notes)
+    if caught:
+        raise _Refusal(f"DICOM pixel data refused, pydicom warned: {_one_line(str(caught[0].message))}")
 
     raw = np.asarray(raw)
     if raw.ndim == 2:

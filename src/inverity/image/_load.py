@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ContainerError, InputError, InverityError, UnknownIdError
 from ..formats import sniff
 from ._base import (
     _FORMAT_NAMES,
@@ -20,11 +20,11 @@ from ._base import (
     _first_that_decodes,
     _nbytes,
     _Refusal,
-    _Truncated,
     read_source,
 )
 from ._dicom import _decode_dicom
 from ._exif import _apply_exif_orientation, _orient
+from ._png import _decode_png
 from ._probe import (
     _avif_properties,
     _j2k_codestream,
@@ -81,20 +81,35 @@ def load(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str 
         raise InputError(f"{label}: not a recognised image format ({_nbytes(len(data))})")
     decoder = _DECODERS.get(fmt)
     if decoder is None:
-        hint = "; decode it with `inverity decode`" if fmt == "inv" else ""
-        raise InputError(f"{label}: {_FORMAT_NAMES.get(fmt, fmt)} files are not supported as input{hint}")
+        raise InputError(f"{label}: {_FORMAT_NAMES.get(fmt, fmt)} files are not supported as input")
     try:
         # Libraries warn about recoverable oddities of corrupt files; the loader's contract is a clean image or
-        # one InputError, so their warnings are not passed on.
+        # one InputError, so their warnings are not passed on. (Where a warning means the pixels are wrong —
+        # DICOM pixel data that does not fit its header — the decoder records it and refuses.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pixels, bit_depth, metadata = decoder(data, max_pixels)
             image = _finish(pixels, bit_depth, fmt, metadata)
     except _Refusal as exc:
         raise InputError(f"{label}: {exc}") from None
+    except ContainerError as exc:  # a broken or foreign .inv stream is bad input like any other
+        raise InputError(f"{label}: {exc}") from None
+    except InverityError as exc:  # the learned stage's other refusals (ModelError, ...): keep the class
+        raise _renamed(exc, label) from None
     except Exception as exc:  # noqa: BLE001 - every library error becomes one InputError (the contract)
         raise InputError(f"{label}: {_describe_failure(fmt, len(data), exc)}") from None
     return image
+
+
+def _renamed(exc: InverityError, label: str) -> InverityError:
+    """The same error class with the input's name in front (unless it is already there)."""
+    text = str(exc)
+    if text.startswith(f"{label}:"):
+        return exc
+    try:
+        return type(exc)(f"{label}: {text}")
+    except TypeError:  # an error class with its own constructor signature
+        return InputError(f"{label}: {text}")
 
 
 
@@ -200,41 +215,6 @@ def _pil_pixels(im: Any, meta: dict[str, Any]) -> tuple[np.ndarray, int]:
         meta["notes"].append("converted CMYK to RGB without a colour profile (approximate colours)")
         return np.asarray(im.convert("RGB")), 8
     raise _Refusal(f"unsupported pixel mode {mode}")
-
-
-def _png_chunks_complete(data: bytes) -> None:
-    """Walk the chunk lengths to IEND: a cut-off file is refused even where libpng would stop reading early."""
-    i = 8
-    while True:
-        if i + 12 > len(data):
-            raise _Truncated(f"chunk header at byte {i} cut short" if i < len(data) else "no IEND chunk")
-        length = int.from_bytes(data[i : i + 4], "big")
-        if length > 0x7FFFFFFF:
-            raise ValueError(f"bad chunk length {length}")
-        if i + 12 + length > len(data):
-            raise _Truncated(f"{data[i + 4 : i + 8]!r} chunk cut short".replace("b'", "'"))
-        if data[i + 4 : i + 8] == b"IEND":
-            return
-        i += 12 + length
-
-
-def _decode_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
-    import imagecodecs
-
-    _png_chunks_complete(data)
-    im = _pil_open("png", data)
-    _check_size(int(im.size[0]), int(im.size[1]), max_pixels)
-    _refuse_animation(im)
-    meta = _pil_metadata(im)
-    # imagecodecs (libpng) keeps 16-bit samples (Pillow would narrow 16-bit RGB to 8 bits) and expands
-    # palette + tRNS to RGB/RGBA and gray + tRNS to gray+alpha.
-    pixels = imagecodecs.png_decode(data)
-    if len(data) > 25 and data[25] == 3:  # IHDR colour type 3: palette
-        meta["notes"].append("palette expanded to " + ("RGBA" if pixels.shape[-1] == 4 else "RGB"))
-    _check_decoded(pixels, im.size)
-    pixels = _apply_exif_orientation(pixels, meta)
-    return pixels, 16 if pixels.dtype == np.uint16 else 8, meta
-
 
 
 def _decode_jpeg(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -397,6 +377,26 @@ def _decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
 
 
 
+def _decode_inv(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """A learned-stage ``.inv`` stream: the container is checked and its declared size limited before the model
+    runs; the stage then refuses unknown models, weight or reconstruction mismatches (each its own message)."""
+    from ..container import unpack
+    from ..stages.base import get_stage
+
+    header, _ = unpack(data)
+    shape = header.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int for v in shape)):
+        raise _Refusal(f".inv header shape {shape!r} is not [height, width, channels]")
+    _check_size(shape[1], shape[0], max_pixels)
+    try:
+        stage = get_stage("learned")
+    except UnknownIdError:
+        raise _Refusal("an .inv stream needs the learned stage (inverity.stages.learned, needs torch), "
+                       "which is not installed") from None
+    image = stage.decode(data)
+    return image.pixels, image.bit_depth, dict(image.metadata)
+
+
 _DECODERS: dict[str, Callable[[bytes, int | None], tuple[np.ndarray, int, dict[str, Any]]]] = {
     "png": _decode_png,
     "jpeg": _decode_jpeg,
@@ -410,5 +410,6 @@ _DECODERS: dict[str, Callable[[bytes, int | None], tuple[np.ndarray, int, dict[s
     "jp2": _decode_j2k,
     "j2k": _decode_j2k,
     "dicom": _decode_dicom,
+    "inv": _decode_inv,
 }
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +13,7 @@ from .._atomic import atomic_write_bytes
 from ..errors import UnknownIdError, UnsupportedInputError
 from ._base import _FORMAT_NAMES, Image
 from ._dicom import dicom_bytes
+from ._png import png_embed, png_encode
 
 #: file extension -> output format name (``save`` picks by extension unless ``format`` is given)
 SAVE_FORMATS = {
@@ -85,28 +84,9 @@ def _refuse_unless(ok: bool, fmt: str, image: Image, why: str) -> None:
         )
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def _encode_png(image: Image) -> bytes:
-    import imagecodecs
-
-    px = image.pixels[:, :, 0] if image.channels == 1 else image.pixels
-    data = bytes(imagecodecs.png_encode(px))
-    # libpng via imagecodecs writes no metadata; the chunks go right after IHDR (8-byte signature + 25-byte IHDR),
-    # where iCCP must be and where readers (Pillow included) look for eXIf / XMP.
-    extra = b""
-    icc = image.metadata.get("icc")
-    if icc:
-        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
-    exif = image.metadata.get("exif")
-    if exif:
-        extra += _png_chunk(b"eXIf", exif[6:] if exif[:6] == b"Exif\x00\x00" else exif)
-    xmp = image.metadata.get("xmp")
-    if xmp:
-        extra += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
-    return data[:33] + extra + data[33:] if extra else data
+    # sBIT for e.g. 12 of 16 bits, so a 12-bit image comes back as 12-bit; ICC, EXIF and XMP after IHDR
+    return png_embed(png_encode(image.pixels), image, image.metadata)
 
 
 def _encode_tiff(image: Image) -> bytes:
