@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import UnknownIdError, UnsupportedInputError
 from ._base import Image, _check_size, _first_that_decodes, _one_line, _Refusal, _Truncated
-from ._probe import _j2k_codestream, _j2k_siz, _jpeg_sof
+from ._probe import _j2k_codestream, _j2k_complete, _j2k_siz, _jpeg_sof
 
 #: transfer syntaxes whose frames imagecodecs decodes (pydicom would need optional plugins for several)
 _DICOM_IMAGECODECS = {
@@ -48,7 +48,9 @@ def _decode_dicom_frame(frame: bytes, codec: str, rows: int, cols: int) -> np.nd
     import imagecodecs
 
     if codec == "jpeg2k":
-        width, height, _, _ = _j2k_siz(_j2k_codestream(frame))  # some encoders wrap frames in JP2
+        codestream = _j2k_codestream(frame)  # some encoders wrap frames in JP2
+        width, height, _, _ = _j2k_siz(codestream)
+        _j2k_complete(codestream)
     else:
         _, _, height, width, _ = _jpeg_sof(frame)
     if (width, height) != (cols, rows):
@@ -128,6 +130,9 @@ def _decode_dicom(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int,
     codec = _DICOM_IMAGECODECS.get(ts)
     if ts in _NATIVE:
         _check_native_length(len(ds.PixelData), rows, cols, samples, allocated, photometric)
+    elif data.find(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", data.rfind(b"\xe0\x7f\x10\x00")) < 0:
+        # encapsulated frames end with a sequence delimiter item; pydicom reads a cut-off sequence silently
+        raise _Truncated("encapsulated pixel data has no sequence delimiter")
     # pydicom warns (and carries on) when pixel data and header disagree — e.g. excess data it silently cuts
     # off; pixels read under such a warning are not the file's pixels, so any warning here is a refusal.
     with warnings.catch_warnings(record=True) as caught:

@@ -27,12 +27,15 @@ from ._exif import _apply_exif_orientation, _orient
 from ._png import _decode_png
 from ._probe import (
     _avif_properties,
+    _gif_complete,
     _j2k_codestream,
+    _j2k_complete,
     _j2k_siz,
     _jpeg_complete,
     _jpeg_sof,
     _jxl_header,
     _tiff_header,
+    _webp_size,
 )
 
 
@@ -214,6 +217,8 @@ def _pil_pixels(im: Any, meta: dict[str, Any]) -> tuple[np.ndarray, int]:
         meta.pop("icc", None)
         meta["notes"].append("converted CMYK to RGB without a colour profile (approximate colours)")
         return np.asarray(im.convert("RGB")), 8
+    if mode == "F":
+        raise _Refusal("floating-point samples are not supported")
     raise _Refusal(f"unsupported pixel mode {mode}")
 
 
@@ -238,6 +243,10 @@ def _decode_jpeg(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, 
 
 def _decode_pil_generic(fmt: str) -> Callable[[bytes, int | None], tuple[np.ndarray, int, dict[str, Any]]]:
     def decode(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+        if fmt == "webp":  # Pillow's own WebP bomb check would fire first, with its own message
+            _check_size(*_webp_size(data), max_pixels)
+        elif fmt == "gif":
+            _gif_complete(data)
         im = _pil_open(fmt, data)
         _check_size(int(im.size[0]), int(im.size[1]), max_pixels)
         _refuse_animation(im)
@@ -308,8 +317,10 @@ def _decode_jpegls(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int
 def _decode_j2k(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
-    width, height, depth, signed = _j2k_siz(_j2k_codestream(data))
+    codestream = _j2k_codestream(data)
+    width, height, depth, signed = _j2k_siz(codestream)
     _check_size(width, height, max_pixels)
+    _j2k_complete(codestream)
     if signed:
         raise _Refusal("signed JPEG 2000 samples are not supported outside DICOM")
     if depth > 16:

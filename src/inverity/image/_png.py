@@ -36,9 +36,9 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
-    """``(type, payload, crc ok)`` for every chunk up to and including ``IEND``; raises ``_Truncated`` when the
-    file ends first."""
+def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes, bool, int]]:
+    """``(type, payload, crc ok, offset)`` for every chunk up to and including ``IEND``; raises ``_Truncated``
+    when the file ends first."""
     i = len(SIGNATURE)
     while True:
         if i + 12 > len(data):
@@ -51,7 +51,7 @@ def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
             raise _Truncated(f"{kind.decode('latin-1')!r} chunk cut short")
         payload = data[i + 8 : i + 8 + length]
         crc = int.from_bytes(data[i + 8 + length : i + 12 + length], "big")
-        yield kind, payload, zlib.crc32(kind + payload) == crc
+        yield kind, payload, zlib.crc32(kind + payload) == crc, i
         if kind == b"IEND":
             return
         i += 12 + length
@@ -67,6 +67,10 @@ def _inflate(payload: bytes, limit: int = MAX_METADATA) -> bytes | None:
     return None if d.unconsumed_tail else out
 
 
+#: chunks that shape the decoded samples (bit depth and colour type, palette, transparency, data)
+_PIXEL_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
+
+
 @dataclass
 class _PngInfo:
     width: int = 0
@@ -76,6 +80,9 @@ class _PngInfo:
     sbit: int | None = None
     meta: dict[str, Any] = field(default_factory=lambda: {"notes": []})
     dropped_text: list[str] = field(default_factory=list)
+    #: the chunks libpng needs for the pixels (signature included); metadata chunks are read here instead, so
+    #: libpng neither warns about them on stderr nor runs out of its chunk cache on thousands of text chunks
+    pixel_chunks: list[bytes] = field(default_factory=lambda: [SIGNATURE])
 
 
 def _text(kind: bytes, payload: bytes) -> tuple[bytes, bytes | None]:
@@ -96,7 +103,9 @@ def _scan(data: bytes) -> _PngInfo:
     """Walk all chunks: size, animation, significant bits and the metadata the loader keeps."""
     info = _PngInfo()
     notes = info.meta["notes"]
-    for n, (kind, payload, crc_ok) in enumerate(_chunks(data)):
+    for n, (kind, payload, crc_ok, offset) in enumerate(_chunks(data)):
+        if kind in _PIXEL_CHUNKS:
+            info.pixel_chunks.append(data[offset : offset + 12 + len(payload)])
         if n == 0:
             if kind != b"IHDR" or len(payload) != 13:
                 raise ValueError("first chunk is not a 13-byte IHDR")
@@ -143,7 +152,7 @@ def _decode_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
     meta = info.meta
     # libpng keeps 16-bit samples (Pillow would narrow 16-bit RGB to 8 bits) and expands palette + tRNS to
     # RGB/RGBA and gray + tRNS to gray+alpha.
-    pixels = imagecodecs.png_decode(data)
+    pixels = imagecodecs.png_decode(b"".join(info.pixel_chunks))
     if info.colour_type == 3:
         meta["notes"].append("palette expanded to " + ("RGBA" if pixels.shape[-1] == 4 else "RGB"))
     _check_decoded(pixels, (info.width, info.height))

@@ -263,3 +263,34 @@ def _jxl_header(data: bytes) -> tuple[int, int, int, bool, bool]:
                 bits = r.u32((8, 0), (10, 0), (12, 0), (1, 6))
     return width, height, bits, floating, animated
 
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the first chunk of a WebP RIFF: the VP8X canvas, or the VP8 / VP8L frame header."""
+    if len(data) < 30:
+        raise _Truncated("WebP header cut short")
+    kind, payload = data[12:16], data[20:30]
+    if kind == b"VP8X":
+        return 1 + int.from_bytes(payload[4:7], "little"), 1 + int.from_bytes(payload[7:10], "little")
+    if kind == b"VP8 ":
+        if payload[3:6] != b"\x9d\x01\x2a":
+            raise ValueError("VP8 frame has no start code")
+        return int.from_bytes(payload[6:8], "little") & 0x3FFF, int.from_bytes(payload[8:10], "little") & 0x3FFF
+    if kind == b"VP8L":
+        if payload[0] != 0x2F:
+            raise ValueError("VP8L frame has no signature")
+        bits = int.from_bytes(payload[1:5], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    raise ValueError(f"unknown first WebP chunk {kind!r}")
+
+
+def _gif_complete(data: bytes) -> None:
+    """A GIF ends with its trailer byte (0x3B); without it the last frame's data may be cut short."""
+    if data.rstrip(b"\x00")[-1:] != b"\x3b":
+        raise _Truncated("no GIF trailer")
+
+
+def _j2k_complete(codestream: bytes) -> None:
+    """A JPEG 2000 codestream ends with EOC (0xFFD9); OpenJPEG would decode a cut-off one partially."""
+    if codestream[-2:] != b"\xff\xd9":
+        raise _Truncated("no end-of-codestream marker")
