@@ -291,6 +291,11 @@ def _gif_complete(data: bytes) -> None:
 
 
 def _j2k_complete(codestream: bytes) -> None:
-    """A JPEG 2000 codestream ends with EOC (0xFFD9); OpenJPEG would decode a cut-off one partially."""
-    if codestream[-2:] != b"\xff\xd9":
+    """A JPEG 2000 codestream ends with EOC (0xFFD9); OpenJPEG would decode a cut-off one partially.
+
+    A few bytes after it are allowed (DICOM pads frames to an even length; some encoders leave a stray byte).
+    Packet data cannot contain 0xFFD9 — a 0xFF there is always followed by a byte below 0x90 — so finding it in
+    the last bytes means the codestream is complete.
+    """
+    if b"\xff\xd9" not in codestream[-8:]:
         raise _Truncated("no end-of-codestream marker")
