@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(stats.findings)} finding(s)")
         for finding in stats.findings:
             path = _save(finding, name, args.save)
-            print(f"  {finding.kind}: {finding.message} -> {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+            shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+            print(f"  {finding.kind}: {finding.message} -> {shown}")
         found += len(stats.findings)
     return 1 if found else 0
 

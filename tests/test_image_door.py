@@ -78,6 +78,21 @@ def test_decode_writes_the_pixels_load_reads(fmt: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(got.pixels, want.pixels)
 
 
+STAGES = {"jpeg": "rgb", "webp": "rgb", "avif": "rgb", "jxl": "rgb", "png": "gray12", "webp-lossless": "rgb",
+          "jxl-lossless": "gray12", "jpegls": "gray12", "jpeg2000": "gray12"}
+
+
+@pytest.mark.parametrize("codec_id", list(STAGES))
+def test_pipeline_and_commands_see_the_same_pixels(codec_id: str) -> None:
+    """The pipeline verifies ``stage.decode(bytes)``; ``decode``/``verify``/the report read ``load(bytes)``:
+    for every stage's output both must be the same pixels at the same bit depth."""
+    image = _gray12() if STAGES[codec_id] == "gray12" else Image(_rgb())
+    data = get_stage(codec_id).encode(image)
+    a, b = get_stage(codec_id).decode(data), load(data)
+    assert (a.pixels.shape, a.bit_depth) == (b.pixels.shape, b.bit_depth)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+
+
 def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]

@@ -228,7 +228,7 @@ def _jxl(rng: np.random.Generator) -> bytes:
     return _to_bytes(_rgb(rng), "jxl")
 
 
-@_case("inv_learned", ".inv", truncate=True, why="learned-stage container (golden fixture), decoded by the learned stage")
+@_case("inv_learned", ".inv", truncate=True, why="learned-stage container (golden fixture), decoded by the stage")
 def _inv(rng: np.random.Generator) -> bytes:
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "learned" / "rgb8_q2.inv"
     return fixture.read_bytes()
@@ -325,7 +325,8 @@ def _ct_modified(**changes: object) -> _Builder:
 
 
 _case("dicom_rows_disagree_64", ".dcm", "error", r"32,768 bytes but the header",
-      "CT_small.dcm with Rows=Columns=64: pydicom would keep 4,096 of 16,384 samples")(_ct_modified(Rows=64, Columns=64))
+      "CT_small.dcm with Rows=Columns=64: pydicom would keep 4,096 of 16,384 samples")(
+    _ct_modified(Rows=64, Columns=64))
 _case("dicom_rows_disagree_200", ".dcm", "error", r"truncated DICOM",
       "CT_small.dcm with Rows=Columns=200: less pixel data than the header says")(_ct_modified(Rows=200, Columns=200))
 _case("dicom_no_pixel_data", ".dcm", "error", r"no pixel data", "PixelData removed")(_ct_modified(PixelData=None))
@@ -504,7 +505,7 @@ def _jpeg_cmyk_icc(rng: np.random.Generator) -> bytes:
                 icc_profile=b"\x00\x00\x02\x00" + rng.integers(0, 256, 508, np.uint8).tobytes())
 
 
-@_case("png_huge_text", ".png", why="2 MB of random letters in zTXt (1.3 MB compressed): valid PNG, text not kept (noted)")
+@_case("png_huge_text", ".png", why="2 MB of random letters in zTXt (1.3 MB compressed): valid, text not kept (noted)")
 def _png_huge_text(rng: np.random.Generator) -> bytes:
     text = rng.integers(0x41, 0x5B, 2_000_000, dtype=np.uint8).tobytes()
     return _png_with(_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(text)), rng)

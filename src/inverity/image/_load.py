@@ -77,9 +77,7 @@ def load(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str 
     data, label = read_source(source, name)
     if not data:
         raise InputError(f"{label}: empty file (0 bytes)")
-    # DICOM first: a DICOM preamble may itself be a TIFF header (dual-personality files such as pydicom's
-    # CT_small.dcm), which ``sniff`` would otherwise report as TIFF.
-    fmt = "dicom" if data[128:132] == b"DICM" else sniff(data)
+    fmt = sniff(data)  # by content, never by name (DICOM before TIFF: some DICOM preambles are TIFF headers)
     if fmt is None:
         raise InputError(f"{label}: not a recognised image format ({_nbytes(len(data))})")
     decoder = _DECODERS.get(fmt)
@@ -138,9 +136,9 @@ def _finish(pixels: np.ndarray, bit_depth: int, fmt: str, metadata: dict[str, An
 # ---- Pillow-backed formats -----------------------------------------------------------------------------------
 
 #: sniffed name -> (Pillow plugin module, ImageFile class). Constructing the plugin class directly parses the
-#: header lazily *without* Pillow's global decompression-bomb check, so our own ``max_pixels`` governs.
+#: header lazily, mostly *without* Pillow's global decompression-bomb check, so our own ``max_pixels`` governs.
+#: (PNG is not here: :mod:`._png` reads its chunks itself.)
 _PIL_CLASSES = {
-    "png": ("PngImagePlugin", "PngImageFile"),
     "jpeg": ("JpegImagePlugin", "JpegImageFile"),
     "gif": ("GifImagePlugin", "GifImageFile"),
     "tiff": ("TiffImagePlugin", "TiffImageFile"),
@@ -153,7 +151,12 @@ _PIL_CLASSES = {
 def _pil_open(fmt: str, data: bytes) -> Any:
     module, cls = _PIL_CLASSES[fmt]
     plugin = importlib.import_module(f"PIL.{module}")
-    return getattr(plugin, cls)(io.BytesIO(data))
+    from PIL.Image import DecompressionBombError
+
+    try:
+        return getattr(plugin, cls)(io.BytesIO(data))
+    except DecompressionBombError:  # WebP checks on open; reached only when max_pixels is above Pillow's limit
+        raise _Refusal("image has more pixels than Pillow's decoder accepts (PIL.Image.MAX_IMAGE_PIXELS)") from None
 
 
 def _pil_metadata(im: Any) -> dict[str, Any]:
