@@ -419,6 +419,15 @@ def _bomb_jxl(rng: np.random.Generator) -> bytes:
     return b"\xff\x0a" + body + bytes(32)
 
 
+@_case("inv_garbage_payload", ".inv", "error", r"inverity container|differs|cannot|decod",
+       "the learned fixture's header (valid CRC) over a random payload: the model runs, the hash check refuses")
+def _inv_garbage(rng: np.random.Generator) -> bytes:
+    from inverity.container import pack, unpack
+
+    header, payload = unpack(_inv(rng))
+    return pack(header, rng.integers(0, 256, len(payload), dtype=np.uint8).tobytes())
+
+
 @_case("bomb_inv", ".inv", "error", BOMB, "an .inv container whose header declares 60000×60000×3")
 def _bomb_inv(rng: np.random.Generator) -> bytes:
     from inverity.container import pack
