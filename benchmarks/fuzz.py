@@ -184,9 +184,11 @@ def execute(target: Target, data: bytes, timeout: float = DEFAULT_TIMEOUT, stats
     if stats is not None:
         stats.executions += 1
     traced = target.memory_budget is not None
+    started_here = traced and not tracemalloc.is_tracing()  # leave tracing as we found it (tests measure too)
+    if started_here:
+        tracemalloc.start()
+    base = 0
     if traced:
-        if not tracemalloc.is_tracing():
-            tracemalloc.start()
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
     old = signal.signal(signal.SIGALRM, _raise_alarm) if hasattr(signal, "SIGALRM") else None
@@ -205,11 +207,13 @@ def execute(target: Target, data: bytes, timeout: float = DEFAULT_TIMEOUT, stats
         if old is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
+        peak = tracemalloc.get_traced_memory()[1] - base if traced else 0  # the most this input made it allocate
+        if started_here:
+            tracemalloc.stop()
     elapsed = time.perf_counter() - start
     if elapsed > timeout:
         raise Finding("slow", f"took {elapsed:.1f} s", data)
     if traced:
-        peak = tracemalloc.get_traced_memory()[1] - base  # what this input made the target allocate at most
         if peak > target.memory_budget:  # type: ignore[operator]
             raise Finding("memory", f"peak {peak / 2**20:.0f} MiB > budget {target.memory_budget >> 20} MiB", data)
 
@@ -326,16 +330,23 @@ def fuzz_hypothesis(target: Target, seconds: float, seed: int = 0, timeout: floa
             last[:] = [finding]
             raise
 
-    batch = 0
-    while time.monotonic() < deadline:
-        test = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
-                        suppress_health_check=list(HealthCheck), report_multiple_bugs=False)(given(inputs())(check))
-        try:
-            hyp_seed(seed * 100_003 + batch)(test)()
-        except Finding:
-            if last and all(f.data != last[0].data for f in stats.findings):
-                stats.findings.append(last[0])
-        batch += 1
+    tracing = target.memory_budget is not None and not tracemalloc.is_tracing()
+    if tracing:  # once for the whole run: starting it per input would cost more than the input
+        tracemalloc.start()
+    try:
+        batch = 0
+        while time.monotonic() < deadline:
+            test = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
+                            suppress_health_check=list(HealthCheck), report_multiple_bugs=False)(given(inputs())(check))
+            try:
+                hyp_seed(seed * 100_003 + batch)(test)()
+            except Finding:
+                if last and all(f.data != last[0].data for f in stats.findings):
+                    stats.findings.append(last[0])
+            batch += 1
+    finally:
+        if tracing:
+            tracemalloc.stop()
     return stats
 
 

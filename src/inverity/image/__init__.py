@@ -44,6 +44,7 @@ Metadata keys set by ``load`` (all optional):
 """
 from __future__ import annotations
 
+from ..errors import InputError, UnknownIdError, UnsupportedInputError  # noqa: F401 - importable here, as before
 from ._base import DEFAULT_MAX_PIXELS, Image, read_source
 from ._dicom import DICOM_TRANSFER_SYNTAXES, dicom_bytes, dicom_values
 from ._load import _pil_pixels, load  # noqa: F401 - _pil_pixels: used by tests
