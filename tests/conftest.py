@@ -1,9 +1,16 @@
 """Shared fixtures. Tests never need ../shared; those that use its datasets skip when it is absent."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# ``from tests.adversarial.corpus import generate`` works in every test module (the server tests reuse the
+# corpus), under ``pytest`` as under ``python -m pytest``; appended, so nothing installed is shadowed.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

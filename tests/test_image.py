@@ -138,12 +138,25 @@ def test_wrong_extension_is_ignored(tmp_path: Path) -> None:
     assert_same_image(loaded, original)
 
 
-def test_12_bit_values_survive_png_as_16_bit() -> None:
-    """PNG has no 12-bit depth: values are kept exactly, the declared depth comes back as 16."""
+def test_12_bit_png_comes_back_as_12_bit() -> None:
+    """PNG stores 12 of 16 bits with an sBIT chunk: ``save`` writes it, ``load`` and the png stage read it."""
+    from inverity.stages.base import get_stage
+
     original = Image(synth((4, 5, 1), np.uint16, bits=12), bit_depth=12)
-    loaded = load(to_bytes(original, "png"))
-    np.testing.assert_array_equal(loaded.pixels, original.pixels)
-    assert loaded.bit_depth == 16
+    data = to_bytes(original, "png")
+    assert b"sBIT\x0c" in data
+    for loaded in (load(data), get_stage("png").decode(data), load(get_stage("png").encode(original))):
+        np.testing.assert_array_equal(loaded.pixels, original.pixels)
+        assert loaded.bit_depth == 12
+
+
+def test_png_sbit_that_lies_is_ignored_with_a_note() -> None:
+    """An sBIT of 12 over samples that use 16 bits must not make the image unencodable at a false depth."""
+    px = np.full((2, 3, 1), 65535, np.uint16)
+    data = to_bytes(Image(px, bit_depth=16), "png")
+    lying = data[:33] + image_module._png.png_chunk(b"sBIT", b"\x0c") + data[33:]
+    loaded = load(lying)
+    assert loaded.bit_depth == 16 and "sBIT" in " ".join(loaded.metadata["notes"])
 
 
 # ---- colour models -------------------------------------------------------------------------------------------
@@ -327,9 +340,22 @@ def test_file_system_errors(tmp_path: Path) -> None:
         load(io.StringIO("hello"))
 
 
-def test_inverity_container_is_not_an_input() -> None:
-    with pytest.raises(InputError, match="inverity decode"):
-        load(b"INV1" + b"\x00" * 64)
+def test_inverity_container_is_loaded_through_the_same_door() -> None:
+    """``.inv`` streams are read by ``load`` too (the learned stage decodes them); junk is one InputError."""
+    with pytest.raises(InputError, match=r"^x\.inv: unsupported \.inv format version 0"):
+        load(b"INV1" + b"\x00" * 64, name="x.inv")
+    fixture = Path(__file__).parent / "fixtures" / "learned" / "rgb8_q2.inv"
+    if not fixture.is_file():
+        pytest.skip("no learned golden fixture")
+    pytest.importorskip("torch")
+    from inverity.stages.base import get_stage
+
+    data = fixture.read_bytes()
+    loaded = load(data)
+    assert loaded.source_format == "inv"
+    np.testing.assert_array_equal(loaded.pixels, get_stage("learned").decode(data).pixels)
+    with pytest.raises(InputError, match="too many pixels"):  # the limit applies before the model runs
+        load(data, max_pixels=loaded.width * loaded.height - 1)
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -484,6 +510,7 @@ def test_dicom_bytes_of_a_reconstruction_and_refusals() -> None:
     ("rtdose_1frame.dcm", "32 bits allocated"),
     ("liver_1frame.dcm", "1 bits allocated"),
     ("MR_truncated.dcm", "truncated DICOM data"),
+    ("MR_small_padded.dcm", "8,320 bytes but the header"),  # pydicom would warn and cut 128 bytes off
     ("rtplan.dcm", "no pixel data"),
 ])
 def test_dicom_refusals(name: str, message: str) -> None:
@@ -533,5 +560,27 @@ def test_save_default_png_and_explicit_format(tmp_path: Path) -> None:
 
 
 def test_doctests() -> None:
-    result = doctest.testmod(image_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 5 and result.failed == 0
+    import importlib
+    import pkgutil
+
+    attempted = 0
+    for info in pkgutil.iter_modules(image_module.__path__):
+        module = importlib.import_module(f"inverity.image.{info.name}")
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, info.name
+        attempted += result.attempted
+    assert attempted >= 5
+
+
+@pytest.mark.parametrize("size", [64, 100])
+def test_dicom_whose_header_disagrees_with_its_pixel_data_is_refused(size: int) -> None:
+    """CT_small.dcm holds 128×128 samples; told Rows = Columns = 64, pydicom would keep the first 4,096 of
+    16,384 and only warn — the loader refuses, whether the data is too long or too short for the header."""
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.Rows = ds.Columns = size
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    with pytest.raises(InputError) as exc:
+        load(buf.getvalue(), name="ct64.dcm")
+    message = assert_one_line_error(exc, "ct64.dcm")
+    assert "32,768 bytes" in message and f"{size * size * 2:,}" in message

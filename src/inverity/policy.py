@@ -335,7 +335,7 @@ class Policy:
         base: dict[str, Any] = {}
         ext = data.pop("extends", None)
         if ext is not None:
-            if ext not in _REGISTRY or ext == "auto":
+            if not isinstance(ext, str) or ext not in _REGISTRY or ext == "auto":
                 raise PolicyError(f"policy {data.get('name', source)}: extends {ext!r} is not a built-in policy "
                                   f"to extend; choose one of {', '.join(n for n in BUILTIN_POLICIES if n != 'auto')}")
             parent = _REGISTRY[ext]

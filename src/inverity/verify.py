@@ -198,7 +198,7 @@ class Floors:
                     raise PolicyError(f"floors: {k} must be true or false, got {v!r}")
                 kw[k] = v
             elif isinstance(default, int) and not isinstance(default, bool):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v:
                     raise PolicyError(f"floors: {k} must be an integer, got {v!r}")
                 kw[k] = int(v)
             else:

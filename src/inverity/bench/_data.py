@@ -38,30 +38,14 @@ def corrupted_path(out: Path, corruption: str, severity: int, rel: str) -> Path:
 
 
 def read_pixels(path: str | os.PathLike[str]) -> np.ndarray:
-    """The pixels of an image file, H×W×C (uint8 or uint16), via :func:`inverity.image.load` when available."""
-    try:
-        from ..image import load
+    """The pixels of an image file, H×W×C (uint8 or uint16), via :func:`inverity.image.load` (the one door)."""
+    from ..image import load
 
-        return np.asarray(load(path).pixels)
-    except NotImplementedError:  # the loader is still being written: fall back to Pillow for the datasets
-        pass
-    from PIL import Image as PILImage
-
-    try:
-        with PILImage.open(path) as f:
-            im = f if f.mode in ("L", "LA", "RGB", "RGBA", "I;16") else f.convert(
-                "RGBA" if "A" in f.getbands() else "RGB")
-            arr = np.asarray(im)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read image: {exc}") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
+    return np.asarray(load(path).pixels)
 
 
 def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> Path:
     """Write ``pixels`` (H×W, H×W×C uint8/uint16) as PNG, atomically."""
-    import imagecodecs
+    from ..image import Image, to_bytes
 
-    px = np.asarray(pixels)
-    if px.ndim == 3 and px.shape[2] == 1:
-        px = px[:, :, 0]
-    return atomic_write_bytes(path, bytes(imagecodecs.png_encode(np.ascontiguousarray(px))))
+    return atomic_write_bytes(path, to_bytes(Image(np.asarray(pixels)), "png"))

@@ -15,15 +15,7 @@ import typer
 
 from . import app
 
-__all__ = ["parse_opt", "decode_bytes", "STAGE_FOR_FORMAT", "codecs_info"]
-
-#: :func:`inverity.formats.sniff` name -> stage that decodes it. Lossy and lossless WebP (and JPEG XL) share a
-#: decoder, so one stage per format is enough; ``None`` means "read it with :func:`inverity.image.load`".
-STAGE_FOR_FORMAT: dict[str, str | None] = {
-    "jpeg": "jpeg", "webp": "webp", "avif": "avif", "jxl": "jxl", "png": "png", "jpegls": "jpegls",
-    "jp2": "jpeg2000", "j2k": "jpeg2000", "inv": "learned",
-    "dicom": None, "tiff": None, "gif": None, "bmp": None,
-}
+__all__ = ["parse_opt", "decode_bytes", "codecs_info"]
 
 _TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
 
@@ -74,7 +66,8 @@ def _stage_options(codec_id: str, pairs: list[str]) -> dict[str, Any]:
 
 
 def decode_bytes(data: bytes, name: str = "<bytes>") -> tuple[Any, str]:
-    """Decode ``data`` by its content; returns ``(Image, format name)``. Raises an ``InverityError`` naming ``name``.
+    """``(Image, format name)`` of ``data`` — a thin call of :func:`inverity.image.load`, the one door every
+    command reads pixels through (limits, truncation and animation checks, ``.inv`` included).
 
     Examples
     --------
@@ -83,33 +76,10 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> tuple[Any, str]:
     >>> fmt, image.pixels.shape, str(image.dtype)
     ('png', (2, 3, 1), 'uint16')
     """
-    from ..errors import CodecError, InputError, InverityError, UnknownIdError
-    from ..formats import sniff
     from ..image import load
-    from ..stages.base import stage_class
 
-    fmt = "dicom" if data[128:132] == b"DICM" else sniff(data)
-    if fmt is None or fmt not in STAGE_FOR_FORMAT:
-        what = "unrecognised content" if fmt is None else f"{fmt} files"
-        raise InputError(f"{name}: not a format inverity decodes ({what}, {len(data)} bytes)")
-    codec_id = STAGE_FOR_FORMAT[fmt]
-    if codec_id is None:
-        return load(data, name=name), fmt
-    try:
-        stage = stage_class(codec_id)()
-    except UnknownIdError:
-        raise CodecError(f"{name}: an .inv stream needs the learned stage, which is not installed "
-                         f"(inverity.stages.learned.stage)") from None
-    try:
-        return stage.decode(data), fmt
-    except InverityError as exc:  # name the file, keep the class (ContainerError, ModelError, CodecError ...)
-        if name in str(exc):
-            raise
-        try:
-            renamed = type(exc)(f"{name}: {exc}")
-        except TypeError:  # an error class with its own constructor signature
-            renamed = CodecError(f"{name}: {exc}")
-        raise renamed from None
+    image = load(data, name=name)
+    return image, image.source_format
 
 
 @app.command("encode")
@@ -165,21 +135,13 @@ def decode_cmd(
 ) -> None:
     """Decode FILE to an image file; 16-bit stays 16-bit."""
     from ..errors import InputError
-    from ..image import save
+    from ..image import load, save
     from ..outputs import check_output
 
     check_output(output, [file])
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{file}: is a directory, not a file") from None
-    if not data:
-        raise InputError(f"{file}: empty file (0 bytes)")
-    image, fmt = decode_bytes(data, str(file))
+    image = load(file)  # the same door as every other command: pixel limit, truncation, animation
     save(image, output)
-    typer.echo(f"{file} ({fmt}) -> {output}: {image.width}x{image.height} {image.colour}, "
+    typer.echo(f"{file} ({image.source_format}) -> {output}: {image.width}x{image.height} {image.colour}, "
                f"{image.bit_depth}-bit {image.dtype}")
 
 

@@ -1,9 +1,8 @@
 """CLI: ``inverity verify ORIGINAL CANDIDATE [--policy P] [--json]`` — the :class:`~inverity.verify.Verdict`.
 
 Exit status 0 when the candidate meets the policy's floors, 1 when it does not, 2 on an error (unreadable file,
-unknown policy). The candidate may be anything inverity writes: a standard image file (decoded by
-:func:`inverity.image.load`) or a learned-stage ``.inv`` stream (decoded by the ``learned`` stage), detected by
-content, not by extension.
+unknown policy). Both files are read by :func:`inverity.image.load`, so the candidate may be anything inverity
+writes — a standard image file or a learned-stage ``.inv`` stream — detected by content, not by extension.
 """
 from __future__ import annotations
 
@@ -15,29 +14,11 @@ import typer
 
 from . import app, fail
 
-__all__ = ["load_any", "floors_for_policy"]
+__all__ = ["floors_for_policy"]
 
 #: fallback while :mod:`inverity.policy` is absent: built-in policy name -> floors preset
 _FALLBACK_PRESET = {"archive": "lossless", "diagnostic": "lossless", "delivery": "delivery",
                     "controlled": "controlled", "auto": "delivery"}
-
-
-def load_any(path: str | Path) -> Any:
-    """An :class:`~inverity.image.Image` from any file inverity reads or writes (``.inv`` included)."""
-    from ..errors import InputError
-    from ..formats import sniff
-    from ..image import load
-
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    if sniff(data) == "inv":
-        from ..stages.base import get_stage
-
-        return get_stage("learned").decode(data)
-    return load(data, name=str(p))
 
 
 def floors_for_policy(policy: str, original: Any = None) -> tuple[Any, str]:
@@ -95,11 +76,12 @@ def verify_cmd(
 ) -> None:
     """Check CANDIDATE against ORIGINAL under a policy's floors: exit 0 passed, 1 failed, 2 error."""
     from ..errors import InverityError
+    from ..image import load
     from ..verify import verify
 
-    try:
-        a = load_any(original)
-        b = load_any(candidate)
+    try:  # both through the pipeline's own door, so the verdict is about the pixels the pipeline judged
+        a = load(original)
+        b = load(candidate)
         floors, pol_desc = floors_for_policy(policy, a)
     except InverityError as exc:
         raise fail(str(exc)) from None

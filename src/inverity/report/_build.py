@@ -155,23 +155,10 @@ def resolve_output(record: Mapping[str, Any], outdir: Path) -> Path | None:
 
 # -- reading images ----------------------------------------------------------------------------------------------
 def _read_image(path: Path) -> Image:
-    """Decode an original or an output: ``.inv`` by the learned stage, everything else by ``image.load``."""
-    from ..formats import sniff
-
-    data = path.read_bytes()
-    if sniff(data[:256]) == "inv":
-        from ..stages.base import get_stage
-
-        return get_stage("learned").decode(data)
+    """An original or an output, through :func:`inverity.image.load` like every other reader (``.inv`` too)."""
     from ..image import load
 
-    try:
-        return load(data, name=str(path))
-    except NotImplementedError:
-        # image.load still a skeleton in this tree: read standard formats with imagecodecs meanwhile
-        import imagecodecs
-
-        return Image(np.asarray(imagecodecs.imread(data)))
+    return load(path)
 
 
 def _try_read(path: Path | None, what: str) -> tuple[Image | None, str | None]:

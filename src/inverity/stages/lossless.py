@@ -26,8 +26,6 @@ property says which). Both decode with the same stage, and OpenJPEG reads either
 """
 from __future__ import annotations
 
-import struct
-import zlib
 from typing import Any
 
 import imagecodecs
@@ -35,79 +33,11 @@ import numpy as np
 
 from ..errors import CodecError, UnsupportedInputError
 from ..image import Image
+from ..image._png import png_embed, png_encode, png_extract
 from .base import Capabilities, register_stage
-from .classical import ImagecodecsStage, Option, _JxlBase, _WebpBase, exif_tiff, significant_bits
+from .classical import ImagecodecsStage, Option, _JxlBase, _WebpBase, significant_bits
 
 __all__ = ["PngStage", "WebpLosslessStage", "JxlLosslessStage", "JpeglsStage", "Jpeg2000Stage"]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# PNG ancillary chunks
-# --------------------------------------------------------------------------------------------------------------
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_XMP_KEYWORD = b"XML:com.adobe.xmp"
-#: cap on an inflated iCCP / iTXt payload (a compressed chunk must not become a memory bomb)
-_MAX_INFLATE = 64 << 20
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    chunks, i = [], len(_PNG_SIGNATURE)
-    while i + 8 <= len(data):
-        size, kind = struct.unpack(">I", data[i : i + 4])[0], data[i + 4 : i + 8]
-        chunks.append((kind, data[i + 8 : i + 8 + size]))
-        if kind == b"IEND":
-            break
-        i += 12 + size
-    return chunks
-
-
-def _inflate(payload: bytes) -> bytes:
-    d = zlib.decompressobj()
-    out = d.decompress(payload, _MAX_INFLATE)
-    if d.unconsumed_tail:
-        raise ValueError("compressed PNG chunk inflates beyond the limit")
-    return out
-
-
-def png_embed(data: bytes, image: Image, meta: dict[str, bytes]) -> bytes:
-    """Insert ``sBIT`` (when fewer than 16 of 16 bits are used), ``iCCP``, ``eXIf`` and XMP ``iTXt`` after IHDR."""
-    extra = []
-    if image.dtype == np.uint16 and image.bit_depth < 16:
-        extra.append(_png_chunk(b"sBIT", bytes([image.bit_depth]) * image.channels))
-    if "icc" in meta:
-        extra.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta["icc"], 9)))
-    if "exif" in meta:
-        extra.append(_png_chunk(b"eXIf", exif_tiff(meta["exif"])))
-    if "xmp" in meta:
-        # keyword, uncompressed, no language tag, no translated keyword
-        extra.append(_png_chunk(b"iTXt", _XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + meta["xmp"]))
-    if not extra:
-        return data
-    end_ihdr = len(_PNG_SIGNATURE) + 12 + struct.unpack(">I", data[8:12])[0]
-    return data[:end_ihdr] + b"".join(extra) + data[end_ihdr:]
-
-
-def png_extract(data: bytes) -> tuple[dict[str, bytes], int | None]:
-    """Metadata and the ``sBIT`` significant bits (``None`` if absent) of a PNG."""
-    meta: dict[str, bytes] = {}
-    sbit = None
-    for kind, payload in _png_chunks(data):
-        if kind == b"sBIT" and payload:
-            sbit = max(payload)
-        elif kind == b"iCCP" and b"\x00" in payload:
-            meta["icc"] = _inflate(payload[payload.index(b"\x00") + 2:])
-        elif kind == b"eXIf":
-            meta["exif"] = payload
-        elif kind == b"iTXt" and payload.startswith(_XMP_KEYWORD + b"\x00"):
-            rest = payload[len(_XMP_KEYWORD) + 1:]
-            compressed, rest = rest[0], rest[2:]
-            rest = rest.split(b"\x00", 2)[2]  # language tag, translated keyword
-            meta["xmp"] = _inflate(rest) if compressed else rest
-    return meta, sbit
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -126,7 +56,7 @@ class PngStage(ImagecodecsStage):
     default_quality = None
 
     def _encode(self, pixels: np.ndarray, image: Image) -> bytes | bytearray:
-        return imagecodecs.png_encode(pixels, level=self.opts["level"])
+        return png_encode(pixels, level=self.opts["level"])
 
     def _decode(self, data: bytes) -> np.ndarray:
         return imagecodecs.png_decode(data)
