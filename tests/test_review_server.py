@@ -204,7 +204,7 @@ def test_policy_without_review_serves_at_once(client: Any) -> None:
 
 
 def test_openapi_documents_review(client: Any) -> None:
-    spec = client.get("/openapi.json").json()
+    spec = client.get("/openapi.json", headers=_h(CLIENT)).json()   # the docs are behind the token
     assert "/v1/review" in spec["paths"] and "post" in spec["paths"]["/v1/assets/{asset_id}/review"]
     assert "409" in spec["paths"]["/v1/assets/{asset_id}/review"]["post"]["responses"]
 
