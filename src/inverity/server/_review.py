@@ -4,7 +4,7 @@ No FastAPI here: :class:`~inverity.server._state.AppState` builds a :class:`Revi
 :mod:`inverity.server.routes.review` serves it:
 
 ``GET /v1/review``
-    The queue, oldest first (``?policy=&kind=&stage=&state=``).
+    The queue, oldest first (``?policy=&kind=&stage=``).
 ``GET /v1/assets/{id}/review`` / ``POST /v1/assets/{id}/review``
     The asset's review ``{state, by, at, note, ...}``; a verdict ``{"verdict": "approve"|"reject", "note": ...}``.
     The first verdict stands (the second gets 409). A rejection re-routes the asset at once without the rejected
@@ -263,8 +263,9 @@ def _render(original: Path, output: Path) -> dict[str, Any]:
 async def review_of(state: Any, aid: str, record: dict[str, Any]) -> dict[str, Any]:
     """The current review of an asset, as its JSON carries it: ``{state, by, at, note, ...}``."""
     desk: Optional[ReviewDesk] = getattr(state, "review_desk", None)
-    if desk is None or not record.get("review"):
-        return dict(record.get("review") or {"state": "not_required", "by": None, "at": None, "note": None})
+    rev = record.get("review")
+    if desk is None or not rev or rev.get("rule", "none") == "none":   # nothing a verdict could have changed
+        return dict(rev or {"state": "not_required", "by": None, "at": None, "note": None})
     return await state.call(desk.current, aid, record)
 
 
