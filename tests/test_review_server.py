@@ -204,7 +204,7 @@ def test_policy_without_review_serves_at_once(client: Any) -> None:
 
 
 def test_openapi_documents_review(client: Any) -> None:
-    spec = client.get("/openapi.json").json()
+    spec = client.get("/openapi.json", headers=_h(CLIENT)).json()   # the docs are behind the token
     assert "/v1/review" in spec["paths"] and "post" in spec["paths"]["/v1/assets/{asset_id}/review"]
     assert "409" in spec["paths"]["/v1/assets/{asset_id}/review"]["post"]["responses"]
 
@@ -296,3 +296,57 @@ def test_gate_serves_the_classical_alternative_while_learned_waits() -> None:
     rev.update(state="rejected", excluded=["learned"])
     ok, held = asyncio.run(gate(state, "x", [inv]))
     assert ok == [] and "rejected" in held["error"]
+
+
+def test_no_read_path_bypasses_the_gate(tmp_path: Path, policy_registered: str) -> None:
+    """Public reads, signed URLs and HEAD go through the same gate as a bearer GET: a pending or rejected output
+    is never served (nor its headers, nor a 304 for its ETag); approved bytes then are, by every path."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(ServerConfig(store=tmp_path / "store", token=CLIENT, reviewers=(("alice", ALICE),),
+                                  public_reads=True, workers=2, timeout=120))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        up = _upload(c, _crop("astronaut", 100, 180))
+        aid, signed, stage = up["id"], up["url"], up["decision"]["stage"]
+        sha = up["review"]["output_sha256"]
+        assert up["review"]["state"] == "pending" and signed.startswith(f"/v1/assets/{aid}?exp=")
+        accept = {"Accept": f"{MEDIA[stage]},image/*"}
+        reads = {"public": (f"/v1/assets/{aid}", {}), "signed": (signed, {}),
+                 "bearer": (f"/v1/assets/{aid}", _h(CLIENT)), "reviewer": (f"/v1/assets/{aid}", _h(ALICE))}
+
+        def fetch(method: str, how: str, **more: str) -> Any:
+            url, auth = reads[how]
+            return c.request(method, url, headers={**auth, **accept, **more})
+
+        for how in reads:
+            for method in ("GET", "HEAD"):
+                r = fetch(method, how)
+                assert r.status_code == 409, (how, method, r.status_code)
+                assert "etag" not in r.headers and not r.headers["content-type"].startswith("image/")
+                if method == "GET":
+                    assert "waiting for review" in r.json()["error"] and r.json()["review"]["state"] == "pending"
+                else:
+                    assert r.content == b""
+            # knowing the ETag does not help: no 304 for bytes nobody approved
+            assert fetch("GET", how, **{"If-None-Match": f'"{sha}"'}).status_code == 409
+        # a reviewer's token is a bearer token (signing a URL), yet no read of it passes the gate either
+        own = c.get(f"/v1/assets/{aid}/url", headers=_h(ALICE))
+        assert own.status_code == 200 and c.get(own.json()["url"], headers=accept).status_code == 409
+
+        r = c.post(f"/v1/assets/{aid}/review", json={"verdict": "approve", "note": "ok"}, headers=_h(ALICE))
+        assert r.status_code == 200 and r.json()["review"]["state"] == "approved"
+        for how in reads:
+            got = fetch("GET", how, Accept=MEDIA[stage])
+            assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha, how
+            head = fetch("HEAD", how, Accept=MEDIA[stage])
+            assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == f'"{sha}"', how
+
+        # a rejected output: held back by every path, before and after the re-route that replaces it
+        up = _upload(c, _crop("coffee", 100, 200))
+        bid, bsigned, first = up["id"], up["url"], up["decision"]["stage"]
+        r = c.post(f"/v1/assets/{bid}/review", json={"verdict": "reject", "note": "banding"}, headers=_h(ALICE))
+        assert r.status_code == 200, r.text
+        for url, auth in ((f"/v1/assets/{bid}", {}), (bsigned, {}), (f"/v1/assets/{bid}", _h(CLIENT))):
+            for method in ("GET", "HEAD"):
+                r = c.request(method, url, headers={**auth, "Accept": MEDIA[first]})
+                assert r.status_code == 409 and "etag" not in r.headers, (url, method)

@@ -7,6 +7,7 @@ a smoke test); ``test_server_browser.py`` loads what the server sends in headles
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -458,15 +459,23 @@ def test_q_values_decide_before_size(client: Any, astronaut_id: str, drawing_id:
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
 
 
-def test_a_png_that_passed_but_was_not_the_smallest_is_served(client: Any, drawing_id: str) -> None:
-    rec = client.get(f"/v1/assets/{drawing_id}/decision").json()["decision"]
+def test_a_png_that_passed_but_was_not_the_smallest_is_served(client: Any) -> None:
+    # the drawing with ±2 of noise: PNG (lossless) passes, but a JPEG that passes its floors is 4x smaller
+    from inverity.samples import engineering_drawing
+
+    px = engineering_drawing()[:160, :200].astype(np.int16)
+    px = np.clip(px + np.random.default_rng(0).integers(-2, 3, px.shape), 0, 255).astype(np.uint8)
+    noisy = bytes(imagecodecs.png_encode(np.ascontiguousarray(px)))
+    up = _upload(client, noisy)
+    assert up.status_code in (200, 201), up.text
+    aid, rec = up.json()["id"], up.json()["decision"]
     png = [a for a in rec["attempts"] if a["stage"] == "png"]
     assert png and all(a["passed"] for a in png) and rec["stage"] != "png"     # the premise
-    r = _get(client, drawing_id, "image/png")
+    r = _get(client, aid, "image/png")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
     from inverity.image import load
 
-    assert np.array_equal(load(r.content).pixels, load(drawing_png()).pixels)      # bit-exact
+    assert np.array_equal(load(r.content).pixels, load(noisy).pixels)      # bit-exact
 
 
 #: header -> what a browser may be sent (its exact types with q > 0, plus the universal ones)
@@ -674,6 +683,7 @@ def test_compress_one_media_types_restricts_the_output_format(tmp_path: Path) ->
     import pydicom.data
 
     from inverity.pipeline import NoCandidatePassedError, compress_one
+    from inverity.policy import get_policy
 
     src = tmp_path / "a.png"
     src.write_bytes(_crop_png("astronaut", 100, 180, size=64))
@@ -681,10 +691,15 @@ def test_compress_one_media_types_restricts_the_output_format(tmp_path: Path) ->
     assert res.output.endswith(".jpg") and {a["stage"] for a in res.record["attempts"]} == {"jpeg"}
     with pytest.raises(NoCandidatePassedError, match="allows no stage"):
         compress_one(src, "archive", outdir=tmp_path / "o2", media_types=["image/avif"])
-    # a DICOM input stays DICOM under diagnostic unless the caller asked for another media type
+    # a DICOM input stays DICOM under diagnostic unless the caller asked for another media type — which
+    # diagnostic (metadata = keep) refuses, since it would drop the DICOM dataset; a policy that strips allows it
     ct = _P(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
     assert compress_one(ct, "diagnostic", outdir=tmp_path / "d1").output.endswith(".dcm")
-    jls = compress_one(ct, "diagnostic", outdir=tmp_path / "d2", media_types=["image/jls"])
+    with pytest.raises(NoCandidatePassedError, match="refuses to drop DICOM dataset"):
+        compress_one(ct, "diagnostic", outdir=tmp_path / "d2", media_types=["image/jls"])
+    stripping = dataclasses.replace(get_policy("diagnostic"), name="diagnostic-strip", metadata="strip",
+                                    keep_metadata=False)
+    jls = compress_one(ct, stripping, outdir=tmp_path / "d2", media_types=["image/jls"])
     assert jls.output.endswith(".jls") and jls.record["stage"] == "jpegls"
     kept = compress_one(ct, "diagnostic", outdir=tmp_path / "d3", media_types=["image/jls", "application/dicom"])
     assert kept.output.endswith(".dcm")

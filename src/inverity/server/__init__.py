@@ -4,11 +4,11 @@
 
 Endpoints
 ---------
-``POST /v1/assets?policy=delivery``
+``POST /v1/assets?policy=delivery`` (a built-in policy, or one the server was started with: ``--policy FILE``)
     The image as the raw body (``image/*`` or ``application/dicom``) or multipart field ``file``. Answers
-    ``{"id": ..., "decision": {...}, "url": <signed read URL>}`` — 201 when created, 200 when the same bytes
-    and policy were already stored (the id is content-addressed). 413 body or pixel limit, 415 not an image,
-    422 undecodable or no stage passed verification, 504 timeout.
+    ``{"id": ..., "decision": {...}, "url": <signed read URL>, "review": {...}}`` — 201 when created, 200 when
+    the same bytes and policy were already stored (the id is content-addressed). 413 body or pixel limit, 415 not
+    an image, 422 undecodable or no stage passed verification, 504 timeout.
 ``GET|HEAD /v1/assets/{id}``
     The best verified rendition ``Accept`` allows: wildcards get only JPEG/PNG; AVIF, JPEG XL, WebP and the
     learned ``.inv`` (``application/x-inverity``) only when named with q > 0; the highest q first, then the
@@ -17,7 +17,13 @@ Endpoints
 ``GET /v1/assets/{id}/url?ttl=3600``
     A signed, expiring read URL (token holders only).
 ``GET /v1/assets/{id}/decision``
-    The decision records of the upload and of every rendition made so far.
+    The decision records of the upload and of every rendition made so far, and the asset's ``review``.
+``GET /v1/review``, ``GET|POST /v1/assets/{id}/review``, ``GET /review``
+    Human review (policy ``review = required | learned | sample:P``): the queue, an asset's review state, a
+    verdict (approve / reject; a rejection re-routes without the rejected stage), and the reviewers' page.
+    Reviewers are named tokens (``serve --token NAME=SECRET``), valid as bearer tokens everywhere. An output
+    waiting for review or rejected is never served, by any read path (``GET``/``HEAD``, token, signed URL,
+    public reads): 409 with the ``review`` state, unless another verified rendition the rule lets through fits.
 ``GET /healthz``
     ``{"status": "ok", "version": ...}``, without authentication.
 ``GET /docs``, ``GET /openapi.json``

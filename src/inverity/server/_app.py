@@ -5,10 +5,11 @@
 ``_state``             :class:`AppState`: store, thread pools, single-flight map, caches, token check, URL signer
 ``deps``               the dependencies routes use: ``get_state``, ``require_token``, ``require_read``
 ``schemas``            the JSON bodies (pydantic)
-``routes/<name>.py``   one router per resource (``health``, ``assets``, ``docs``), included below   
+``routes/<name>.py``   one router per resource (``health``, ``assets``, ``docs``, ``review``), included below
 ``_handlers``          every error as ``{"error": "<one line>"}``
 ``_head``              ``HEAD`` wherever ``GET`` exists
 ``_negotiate``         ``Accept`` negotiation (pure), ``_signing`` signed read URLs (pure), ``_store`` the store
+``_review``            human review: the desk (verdicts, re-routing, sessions) and the gate on serving
 ``_serve``             :func:`serve`: uvicorn with keep-alive and request-head timeouts
 =====================  ==========================================================================================
 
@@ -64,7 +65,7 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
     from ._handlers import install_error_handlers
     from ._head import HeadAsGet
     from ._state import AppState
-    from .routes import assets, docs, health
+    from .routes import assets, docs, health, review
     from .routes.health import version
 
     state = AppState(config, toolkit)
@@ -86,5 +87,6 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
     app.include_router(health.router)
     app.include_router(assets.router)
     app.include_router(docs.router)
+    app.include_router(review.router)
     app.add_middleware(HeadAsGet)
     return app

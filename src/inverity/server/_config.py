@@ -53,6 +53,10 @@ class ServerConfig:
         the previous response is sent; then the connection is closed (slow-header / slowloris guard).
     keep_alive
         Seconds an idle keep-alive connection is kept open.
+    reviewers
+        ``(name, token)`` of each reviewer (``serve --token NAME=SECRET``): the review endpoints and page take
+        their tokens (and the name is what the review log records); the rest of the API takes them as bearer
+        tokens too.
     """
 
     store: Path
@@ -65,6 +69,7 @@ class ServerConfig:
     url_secret: Optional[bytes] = None
     header_timeout: float = 10.0
     keep_alive: int = 5
+    reviewers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiError(Exception):

@@ -49,6 +49,12 @@ class LRU:
             self._items.move_to_end(key)
         return value
 
+    def pop(self, key: Any) -> Any:
+        value = self._items.pop(key, None)
+        if value is not None:
+            self.size -= self._weight(value)
+        return value
+
     def put(self, key: Any, value: Any) -> None:
         if self.max_bytes is not None and self._weight(value) > self.max_bytes:
             return
@@ -63,7 +69,9 @@ class LRU:
 
 
 class AppState:
-    """What the endpoints share: config, store, pools, single-flight map, caches, token check, URL signer."""
+    """What the endpoints share: config, store, pools, single-flight map, caches, token check, URL signer, and
+    the review desk (:class:`~inverity.server._review.ReviewDesk`: verdicts, sessions, the serving gate's state).
+    """
 
     def __init__(self, config: ServerConfig, toolkit: Any = None) -> None:
         self.config = config
@@ -78,19 +86,37 @@ class AppState:
         self.offered = LRU(RECORD_CACHE_ITEMS)         # id -> media types worth offering
         self.bytes = LRU(RECORD_CACHE_ITEMS, BYTE_CACHE_BUDGET)   # rendition path -> bytes
         self._token_digest = None if config.token is None else hashlib.sha256(config.token.encode()).digest()
+        self._reviewers = {name: hashlib.sha256(secret.encode()).digest() for name, secret in config.reviewers}
         secret = config.url_secret or (derive_secret(config.token) if config.token is not None else None)
         self.signer: Optional[UrlSigner] = UrlSigner(secret) if secret is not None else None
+        from ._review import ReviewDesk   # no FastAPI in it either
+
+        self.review_desk = ReviewDesk(self)
 
     @property
     def auth_enabled(self) -> bool:
         return self._token_digest is not None
 
     def token_ok(self, given: Optional[str]) -> bool:
+        """The client token or a reviewer's (reviewers use the whole API too), or any with ``--no-auth``."""
         if self._token_digest is None:
             return True
+        if given is None:
+            return False
         # compare fixed-length digests in constant time: leaks neither the token nor its length
-        return given is not None and hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
-                                                         self._token_digest)
+        digest = hashlib.sha256(given.encode()).digest()
+        return hmac.compare_digest(digest, self._token_digest) or self._reviewer_of(digest) is not None
+
+    def reviewer_for(self, given: Optional[str]) -> Optional[str]:
+        """The name of the reviewer whose token ``given`` is, else ``None`` (the client token is no reviewer's)."""
+        return None if not given else self._reviewer_of(hashlib.sha256(given.encode()).digest())
+
+    def _reviewer_of(self, digest: bytes) -> Optional[str]:
+        found = None
+        for name, d in self._reviewers.items():      # compare every digest: the time does not say which matched
+            if hmac.compare_digest(digest, d):
+                found = name
+        return found
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a quick blocking call (catalog read, file read) off the event loop."""

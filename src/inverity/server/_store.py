@@ -166,7 +166,8 @@ class Store:
         """Where the upload of ``aid`` is kept, named by its sniffed format (``png``, ``jpeg``, ``dicom`` ...)."""
         return self.root / "originals" / f"{aid}.{_ORIGINAL_EXT.get(fmt, fmt)}"
 
-    def _find_original(self, aid: str) -> Path:
+    def find_original(self, aid: str) -> Path:
+        """The stored upload of ``aid`` (``InputError`` if it is missing)."""
         hits = sorted((self.root / "originals").glob(f"{aid}.*"))
         hits = [p for p in hits if not p.name.endswith(".part")]
         if not hits:
@@ -198,6 +199,17 @@ class Store:
 
         with self._db_lock, Catalog(self.catalog_path) as cat:
             return len(cat)
+
+    def done_records(self) -> dict[str, dict[str, Any]]:
+        """The (private) decision record of every compressed asset, by id, in catalog order."""
+        from ..catalog import Catalog
+
+        with self._db_lock, Catalog(self.catalog_path) as cat:
+            return {r["input"]: r["record"] for r in cat.rows() if r["status"] == "done"}
+
+    def public(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A decision record as clients see it (paths relative to the store)."""
+        return _public(record, self.root)
 
     def asset(self, aid: str) -> dict[str, Any] | None:
         """The upload's decision record if the asset exists (compressed, output on disk), else ``None``."""
@@ -253,12 +265,45 @@ class Store:
         record["media_types"] = self.offered(record)
         self.catalog_put(record)
         # the upload's output is a verified rendition in its own format (unless it is DICOM): GET need not redo it
+        self.adopt_output(aid, record, replace=False)
+        return _public(record, self.root), True
+
+    def adopt_output(self, aid: str, record: dict[str, Any], *, replace: bool) -> dict[str, Any] | None:
+        """Record the asset's output (``record["output"]``) as the verified rendition of its format.
+
+        ``replace=False`` keeps a rendition made before; a re-routed output replaces it (``replace=True``).
+        Returns the rendition record written, or ``None`` (DICOM output, unknown format, or kept).
+        """
         out = Path(record["output"])
         mt = media_type_of_stage(str(record.get("stage"))) or ""
         key = MEDIA_TYPES.get(mt)
-        if key is not None and out.suffix != ".dcm" and self.read_rendition(aid, key) is None:
-            self._write_meta(aid, key, self._done_meta(mt, key, out, _public(record, self.root)))
-        return _public(record, self.root), True
+        if key is None or out.suffix == ".dcm" or (not replace and self.read_rendition(aid, key) is not None):
+            return None
+        meta = self._done_meta(mt, key, out, _public(record, self.root))
+        self._write_meta(aid, key, meta)
+        return meta
+
+    def reroute(self, aid: str, record: dict[str, Any], review: dict[str, Any]) -> tuple[
+            dict[str, Any], dict[str, Any] | None]:
+        """Compress the asset again without the stages reviewers rejected (``review["excluded"]``).
+
+        The new output replaces the asset's catalog record and becomes the verified rendition of its format.
+        Returns ``(new private record, rendition record or None)``.
+
+        Raises
+        ------
+        NoCandidatePassedError
+            No stage is left that passes verification (nothing is changed).
+        """
+        from .. import review as _review
+        from ..pipeline import Asset
+
+        orig = self.find_original(aid)
+        res = _review.reroute(orig, _review.resolve_policy(review, record), review, outdir=self.root / "outputs",
+                              asset=Asset(str(orig), str(orig.parent), aid), toolkit=self.toolkit)
+        new = dict(res.record, id=aid, filename=record.get("filename"), media_types=record.get("media_types"))
+        self.catalog_put(new)
+        return new, self.adopt_output(aid, new, replace=True)
 
     # -- renditions -------------------------------------------------------------------------------------------
     def _meta_path(self, aid: str, key: str) -> Path:
@@ -308,7 +353,7 @@ class Store:
         cached = self.read_rendition(aid, key)
         if cached is not None:
             return cached
-        orig = self._find_original(aid)
+        orig = self.find_original(aid)
         policy = record.get("policy_resolved") or record.get("policy") or "delivery"
         outdir = self.rendition_dir(aid)
         try:

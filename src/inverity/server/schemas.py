@@ -3,7 +3,10 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorBody", "Created", "Health", "Decisions", "SignedUrl", "ERROR"]
+__all__ = ["ErrorBody", "Created", "Health", "Decisions", "SignedUrl", "ReviewQueue", "ReviewOf", "Verdict",
+           "Verdicted", "ERROR"]
+
+_REVIEW = "review state: {state (pending, approved, rejected, not_required), by, at, note, rule, stage, ...}"
 
 
 class ErrorBody(BaseModel):
@@ -15,6 +18,7 @@ class Created(BaseModel):
     decision: dict[str, Any] = Field(description="the pipeline's decision record (DESIGN.md)")
     url: Optional[str] = Field(None, description="a signed read URL of the image (valid for an hour), when the "
                                                  "server signs URLs")
+    review: Optional[dict[str, Any]] = Field(None, description=_REVIEW)
 
 
 class Health(BaseModel):
@@ -27,11 +31,34 @@ class Decisions(BaseModel):
     decision: dict[str, Any] = Field(description="the upload's decision record")
     renditions: dict[str, dict[str, Any]] = Field(
         description="per media type: the rendition's record, or why it is unavailable")
+    review: Optional[dict[str, Any]] = Field(None, description=_REVIEW)
 
 
 class SignedUrl(BaseModel):
     url: str = Field(description="path and query to GET (or HEAD) the image without a token until `expires`")
     expires: int = Field(description="unix seconds")
+
+
+class ReviewQueue(BaseModel):
+    items: list[dict[str, Any]] = Field(description="pending outputs, oldest first, with the verifier's evidence")
+    count: int
+    counts: dict[str, int] = Field(description="pending, approved, rejected, rerouted")
+
+
+class ReviewOf(BaseModel):
+    id: str
+    review: dict[str, Any] = Field(description=_REVIEW)
+
+
+class Verdict(BaseModel):
+    verdict: str = Field(description="approve or reject")
+    note: str = Field("", description="why (required to reject); recorded in the review log", max_length=4000)
+
+
+class Verdicted(BaseModel):
+    id: str
+    review: dict[str, Any] = Field(description=_REVIEW + " after the verdict (a rejection re-routes at once)")
+    decision: dict[str, Any] = Field(description="the asset's decision record (the re-routed one after a rejection)")
 
 
 #: the ``responses=`` entry of an error status

@@ -29,6 +29,7 @@ from ...errors import InputError, InverityError, PixelLimitError
 from ...formats import sniff
 from .._config import CACHE_CONTROL, ApiError, BodyTooLarge, one_line
 from .._negotiate import acceptable, preference_groups
+from .._review import gate, review_of
 from .._state import BYTE_CACHE_ITEM, AppState
 from .._store import MEDIA_TYPES, asset_id, is_asset_id
 from ..deps import get_state, require_read, require_token
@@ -46,10 +47,11 @@ _MAX_TTL = 7 * 24 * 3600
 
 
 def builtin_policies() -> tuple[str, ...]:
-    """The policies a client may name (never a path: policy files are the operator's business)."""
-    from ...policy import BUILTIN_POLICIES
+    """The policies a client may name: the built-ins and the operator's (``serve --policy FILE``), by name —
+    never a path: policy files are the operator's business."""
+    from ...policy import list_policies
 
-    return tuple(BUILTIN_POLICIES)
+    return tuple(list_policies())
 
 
 def _clip(text: str, limit: int = 240) -> str:
@@ -152,8 +154,9 @@ _UPLOAD_BODY = {"requestBody": {
              responses={200: {"model": Created, "description": "already stored (same bytes and policy)"},
                         400: ERROR, 401: ERROR, 408: ERROR, 413: ERROR, 415: ERROR, 422: ERROR, 504: ERROR})
 async def upload(request: Request, state: AppState = Depends(get_state),
-                 policy: str = Query("delivery", description="a built-in policy: auto, archive, diagnostic, "
-                                                             "delivery, controlled")) -> Any:
+                 policy: str = Query("delivery", description="a built-in policy (auto, archive, diagnostic, "
+                                                             "delivery, controlled) or one the server was "
+                                                             "started with (serve --policy FILE)")) -> Any:
     policies = builtin_policies()
     if policy not in policies:
         raise ApiError(400, f"unknown policy {policy[:40]!r}; available: {', '.join(policies)}")
@@ -175,7 +178,8 @@ async def upload(request: Request, state: AppState = Depends(get_state),
     url = _signed_url(state, aid, _UPLOAD_URL_TTL)
     known = state.assets.get(aid)
     if known is not None:
-        return JSONResponse({"id": aid, "decision": known, "url": url}, status_code=200, headers=headers)
+        return JSONResponse({"id": aid, "decision": known, "url": url, "review": await review_of(state, aid, known)},
+                            status_code=200, headers=headers)
     try:
         (record, created), initiator = await state.once(
             ("asset", aid), state.store.create_asset, aid, data, fmt, policy, filename, timeout=state.config.timeout)
@@ -190,7 +194,7 @@ async def upload(request: Request, state: AppState = Depends(get_state),
         attempts = getattr(exc, "record", None)   # the partial decision record: every attempt and why
         raise ApiError(422, str(exc), extra={"decision": attempts} if attempts is not None else {}) from None
     state.assets.put(aid, record)
-    return JSONResponse({"id": aid, "decision": record, "url": url},
+    return JSONResponse({"id": aid, "decision": record, "url": url, "review": await review_of(state, aid, record)},
                         status_code=201 if created and initiator else 200, headers=headers)
 
 
@@ -235,20 +239,28 @@ async def _send(state: AppState, meta: dict[str, Any], headers: dict[str, str]) 
 
 
 async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[str, float]) -> tuple[
-        Optional[dict[str, Any]], list[dict[str, Any]]]:
-    """The smallest verified rendition of the highest-weighted group that has one; and what failed on the way."""
+        Optional[dict[str, Any]], list[dict[str, Any]], Optional[dict[str, Any]]]:
+    """The smallest servable rendition of the highest-weighted group that has one; what failed on the way; and,
+    if human review held back a verified rendition, why (the first such answer).
+
+    Servable = verified *and* let through by the review gate (:func:`.._review.gate`): this is the only way any
+    read (bearer, signed URL, public read, ``HEAD``) reaches a rendition, so a pending or rejected output is
+    never served.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.config.timeout
     order = list(MEDIA_TYPES)
     failed: list[dict[str, Any]] = []
+    held: Optional[dict[str, Any]] = None
     for group in preference_groups(weights):
         metas = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
                                        for mt in group))
-        ok = [m for m in metas if m.get("status") == "done"]
+        ok, why = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
         if ok:
-            return min(ok, key=lambda m: (m["bytes"], order.index(m["media_type"]))), failed
+            return min(ok, key=lambda m: (m["bytes"], order.index(m["media_type"]))), failed, None
+        held = held or why
         failed.extend(metas)
-    return None, failed
+    return None, failed, held
 
 
 @router.get("/{asset_id}", dependencies=[Depends(require_read)], response_class=Response,
@@ -263,6 +275,8 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
             responses={200: {"content": {mt: {"schema": {"type": "string", "format": "binary"}}
                                          for mt in MEDIA_TYPES}, "description": "the rendition"},
                        304: {"description": "not modified"}, 401: ERROR, 403: ERROR, 404: ERROR, 406: ERROR,
+                       409: {"model": ERROR["model"], "description": "held back by human review (pending or "
+                                                                       "rejected); the body has `review`"},
                        504: ERROR})
 async def get_asset(asset_id: str, request: Request, state: AppState = Depends(get_state)) -> Any:
     rec = await _asset_record(state, asset_id)
@@ -281,12 +295,14 @@ async def get_asset(asset_id: str, request: Request, state: AppState = Depends(g
         await _unacceptable(f"none of the formats in Accept {(accept or '')[:200]!r} is available (image/* and "
                             f"*/* stand for JPEG and PNG only; name other formats explicitly)")
     try:
-        best, failed = await _best(state, asset_id, rec, weights)
+        best, failed, held = await _best(state, asset_id, rec, weights)
     except asyncio.TimeoutError:
         raise ApiError(504, f"making the rendition did not finish within {state.config.timeout:g} s; it goes on "
                             "in the background: retry later", headers=vary) from None
     except InverityError as exc:
         raise ApiError(500, f"cannot make a rendition: {exc}", headers=vary) from None
+    if best is None and held is not None:   # verified, but not approved (yet): a human decides
+        raise ApiError(409, held["error"], headers=vary, extra={"review": held["review"]})
     if best is None:
         why = "; ".join(f"{m['media_type']}: {_clip(m.get('error', 'unavailable'))}" for m in failed)
         await _unacceptable(f"no verified rendition in an accepted format ({why})")
@@ -302,7 +318,7 @@ async def get_asset(asset_id: str, request: Request, state: AppState = Depends(g
 async def get_decision(asset_id: str, state: AppState = Depends(get_state)) -> Any:
     rec = await _asset_record(state, asset_id)
     rends = await state.call(state.store.renditions, asset_id)
-    return {"id": asset_id, "decision": rec, "renditions": rends}
+    return {"id": asset_id, "decision": rec, "renditions": rends, "review": await review_of(state, asset_id, rec)}
 
 
 @router.get("/{asset_id}/url", response_model=SignedUrl, dependencies=[Depends(require_token)],
