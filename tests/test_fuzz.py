@@ -54,3 +54,24 @@ def test_the_harness_reports_what_it_must() -> None:
 
     with pytest.raises(Finding, match="memory: peak 8 MiB"):
         execute(Target("hog", hog, lambda: [b""], memory_budget=1 << 20), b"x")
+
+
+def test_in_process_training_leaves_no_flush_to_zero_state(tmp_path) -> None:
+    """``train`` flushes denormals for speed; in-process it must restore IEEE behaviour (hypothesis and numpy
+    callers in the same process rely on subnormal floats)."""
+    import numpy as np
+    from PIL import Image as PILImage
+    from skimage import data
+
+    from inverity.stages.learned.train import TrainConfig, train
+
+    d = tmp_path / "train"
+    d.mkdir()
+    PILImage.fromarray(data.astronaut()[:128, :128]).save(d / "a.png")
+    train(TrainConfig(train_dir=str(d), ckpt=str(tmp_path / "c.pt"), steps=1, batch=1, crop=64, warmup=0,
+                      N=8, M=8, threads=1))
+    tiny = np.float64(5e-324)
+    assert tiny > 0 and tiny * 1.0 != 0.0
+    import torch
+
+    assert torch.tensor([1e-40], dtype=torch.float32).item() != 0.0

@@ -226,7 +226,10 @@ def _lr_at(cfg: TrainConfig, step: int, elapsed: float = 0.0) -> float:
 def train(cfg: TrainConfig, export: str | None = None) -> ScaleHyperprior:
     """Train (or resume) per ``cfg``; with ``cfg.procs > 1`` in that many data-parallel processes."""
     if cfg.procs <= 1:
-        return _train(cfg, export, rank=0, world=1)
+        try:
+            return _train(cfg, export, rank=0, world=1)
+        finally:  # in-process (tests, library callers): leave no flush-to-zero float state behind
+            torch.set_flush_denormal(False)
     import socket
 
     import torch.multiprocessing as mp
