@@ -541,6 +541,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     record["policy_resolved"] = _policy_name(concrete)
 
     candidates = list(tk.plan(profile, concrete, _routing_view(image)))
+    record["profile"].update(_jsonable(_to_dict(profile)))   # the router may have completed the OOD gate
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record
