@@ -180,30 +180,24 @@ def refine_latents(model: ScaleHyperprior, x: Tensor, y0: Tensor, q: int, steps:
     if steps <= 0:
         return RefineResult(y0.detach(), torch.round(z0)[0].numpy().astype(np.int64), 0, 0.0, bits0, bits0,
                             mse0, mse0, False)
-    frozen = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
     gen = torch.Generator().manual_seed(int(seed))
     y = y0.detach().clone().requires_grad_(True)
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([y, z], lr=lr)
     inv_gain = torch.exp(model.log_inv_gain[q].detach())[None, :, None, None]
     target = x[..., :height, :width]
-    try:
-        for t in range(steps):
-            tau = temperature(t, steps)
-            z_t = sga_round(z, tau, gen)
-            means, scales = model.hyper_params(z_t)
-            y_t = sga_round(y - means, tau, gen) + means
-            x_hat = model.g_s(y_t * inv_gain)[..., :height, :width]
-            mse = ((x_hat - target) ** 2).mean()
-            loss = lam * 255.0**2 * mse + _bits(model, y_t, z_t, means, scales) / pixels
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    finally:
-        for p, rg in zip(model.parameters(), frozen):
-            p.requires_grad_(rg)
+    for t in range(steps):
+        tau = temperature(t, steps)
+        z_t = sga_round(z, tau, gen)
+        means, scales = model.hyper_params(z_t)
+        y_t = sga_round(y - means, tau, gen) + means
+        x_hat = model.g_s(y_t * inv_gain)[..., :height, :width]
+        mse = ((x_hat - target) ** 2).mean()
+        loss = lam * 255.0**2 * mse + _bits(model, y_t, z_t, means, scales) / pixels
+        # gradients for the latents only: the shared (cached) model is neither changed nor flagged, so
+        # concurrent encodes cannot see each other's state, and no weight gradients are computed
+        y.grad, z.grad = torch.autograd.grad(loss, [y, z])
+        opt.step()
     y1, z1 = y.detach(), z.detach()
     bits1, mse1 = rd_terms(model, x, y1, z1, q, height, width)
     # safeguard: the objective on hard-rounded latents (what will be coded) must not get worse
