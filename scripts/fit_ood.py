@@ -58,8 +58,10 @@ OOD_LOG = ("noise_sigma", "flat_frac", "flat_block_frac", "edge_density", "hf_ra
 LOG_EPS = 1e-3
 #: principal axes of the latent channel energies kept in the model part
 ENERGY_COMPONENTS = 6
-#: percentile of the out-of-fold training distances used as the threshold (both parts), and the folds
-PERCENTILE = 98.0
+#: percentile of the out-of-fold training distances used as the threshold (both parts), and the folds. 95 =
+#: the acceptance the issue asks for unseen photos (90 %) plus a 5-point margin for sources unlike the training
+#: set; a higher percentile admits more non-photo content (at 98: 88 % of it judged out instead of 94 %)
+PERCENTILE = 95.0
 FOLDS = 10
 
 
