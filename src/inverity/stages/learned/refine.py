@@ -55,8 +55,8 @@ __all__ = ["EFFORT_STEPS", "MAX_STEPS", "LR", "RefineResult", "temperature", "sg
            "rd_terms", "refine_latents", "encode_refined"]
 
 #: refinement steps per named effort. ``fast``/``balanced`` keep today's single-pass encode; ``max`` spends
-#: ≈ 230 s/MP on one core for −9 % (256² Kodak crops) to −16 % (512²) bytes at equal PSNR; 50 steps gave half
-#: of that for a quarter of the time, already 200× today's encode (benchmarks/results/learned.md)
+#: ≈ 230 s/MP on one core for ≈ −9 % bytes at equal PSNR (Kodak crops, 256² and 512²); 50 steps gave about
+#: half of that for a quarter of the time, already ~200× today's encode (benchmarks/results/learned.md)
 EFFORT_STEPS: dict[str, int] = {"fast": 0, "balanced": 0, "max": 200}
 #: the largest step count accepted (≈ 10 min per megapixel on this class of machine)
 MAX_STEPS = 5000
