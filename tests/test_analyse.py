@@ -340,3 +340,14 @@ def test_gate_v2_refuses_to_judge_with_statistics_of_other_weights(monkeypatch: 
     p._stats = stale
     assert p.learned_gate() is None and p.in_distribution is None
     assert any("scripts/fit_ood.py" in r for r in p.reasons)
+
+
+@needs_gate_v2
+def test_gate_v2_statistics_match_the_installed_weights() -> None:
+    from inverity.stages.learned import zoo
+
+    stats = json.loads(ood_stats_file().read_text())
+    info = zoo.model_info(stats["model"])
+    assert stats["model_evidence"]["weights_sha256"] == info.sha256, \
+        "OOD statistics are stale for the installed weights: run python scripts/fit_ood.py"
+    assert stats["train"]["list_sha256"] == info.provenance.get("train_list_sha256", stats["train"]["list_sha256"])
