@@ -4,6 +4,13 @@ Usage::
 
     python benchmarks/learned.py --data ../shared/datasets/kodak [--limit 4] [--model hp-gain]
         [--anchors jpeg,webp,avif,jxl] [--json OUT.json]
+    python benchmarks/learned.py --data ../shared/datasets/kodak --refine 50,200 [--limit 3] [--crop 256]
+
+``--refine STEPS`` measures encoder-side latent refinement instead (``inverity.stages.learned.refine``, SGA):
+for each image (a centred crop of ``--crop`` pixels), four qualities spread over the model's range and each step
+count (plus 0), the real ``.inv`` size, the PSNR of the *stock* decoder's output (``LearnedStage.decode``, hash
+checked) and the encode time; BD-rate of each step count against refine=0 and that gain per second of extra
+encode time.
 
 Rates are real file sizes: for the learned stage the whole ``.inv`` (payload + container header + CRC), for
 the others the files the inverity stages write (JPEG: libjpeg-turbo 4:2:0 with optimised Huffman tables;
@@ -30,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from inverity.bench.bdrate import bd_rate
+from inverity.container import unpack
 from inverity.image import Image
 from inverity.metrics import ms_ssim
 from inverity.stages.base import get_stage
@@ -76,16 +84,19 @@ def measure(config: dict[str, Any], images: list[tuple[str, np.ndarray]]) -> dic
         t = time.perf_counter()
         rec = stage.decode(data).pixels[:, :, :3]
         t_dec = time.perf_counter() - t
+        payload = len(unpack(data)[1]) if config["id"] == "learned" else len(data)
         rows.append({"image": name, "bytes": len(data), "bpp": 8 * len(data) / (px.shape[0] * px.shape[1]),
+                     "payload_bpp": 8 * payload / (px.shape[0] * px.shape[1]),
                      "psnr": psnr(px, rec), "ms_ssim": ms_ssim(px, rec), "enc_s": t_enc, "dec_s": t_dec})
-    mean = {k: statistics.fmean(r[k] for r in rows) for k in ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s")}
+    mean = {k: statistics.fmean(r[k] for r in rows)
+            for k in ("bpp", "payload_bpp", "psnr", "ms_ssim", "enc_s", "dec_s")}
     return {"config": config, **mean, "ms_ssim_db": msssim_db(mean["ms_ssim"]), "images": rows}
 
 
-def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str) -> float | None:
+def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str, rate: str = "bpp") -> float | None:
     try:
-        return bd_rate([p["bpp"] for p in anchor], [p[metric] for p in anchor],
-                       [p["bpp"] for p in test], [p[metric] for p in test])
+        return bd_rate([p[rate] for p in anchor], [p[metric] for p in anchor],
+                       [p[rate] for p in test], [p[metric] for p in test])
     except ValueError:
         return None
 
@@ -105,6 +116,64 @@ def run(data: Path, limit: int | None, model: str | None, anchors: list[str]) ->
                   "ms_ssim_db": _bd(curves[codec], curves["learned"], "ms_ssim_db")} for codec in anchors}
     return {"data": str(data), "images": [n for n, _ in images], "model": info.to_dict(), "curves": curves,
             "bd_rate_learned_vs": bd}
+
+
+def run_refine(data: Path, limit: int | None, model: str | None, steps: list[int], crop: int) -> dict[str, Any]:
+    """RD points of the learned stage with ``refine`` in ``[0, *steps]`` (see the module docstring)."""
+    from inverity.stages.learned import zoo
+
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in SUFFIXES)[:limit]
+    images = []
+    for p in files:
+        px = read_rgb(p)
+        y0, x0 = max(0, (px.shape[0] - crop) // 2), max(0, (px.shape[1] - crop) // 2)
+        images.append((p.name, np.ascontiguousarray(px[y0:y0 + crop, x0:x0 + crop])))
+    info = zoo.model_info(model)
+    qs = info.qualities
+    pick = sorted({qs[int(round(i))] for i in np.linspace(1, len(qs) - 2, 4)}) if len(qs) > 4 else list(qs)
+    opts = {"model": model} if model else {}
+    get_stage({"id": "learned", "quality": pick[0], "refine": 1, **opts}).encode(Image(images[0][1]))  # warm-up
+    curves: dict[int, list[dict[str, Any]]] = {}
+    for n in [0, *steps]:
+        curves[n] = []
+        for q in pick:
+            curves[n].append(measure({"id": "learned", "quality": q, "refine": n, **opts}, images))
+            print(f"  refine={n} q={q}: bpp {curves[n][-1]['bpp']:.4f} PSNR {curves[n][-1]['psnr']:.3f} "
+                  f"enc {curves[n][-1]['enc_s']:.1f} s", file=sys.stderr, flush=True)
+    base = curves[0]
+    extra = {n: statistics.fmean(p["enc_s"] for p in curves[n]) - statistics.fmean(p["enc_s"] for p in base)
+             for n in curves}
+    bd = {n: _bd(base, curves[n], "psnr") for n in steps}
+    bd_payload = {n: _bd(base, curves[n], "psnr", "payload_bpp") for n in steps}
+    return {"data": str(data), "images": [n for n, _ in images], "crop": crop, "model": info.to_dict(),
+            "qualities": pick, "curves": {str(k): v for k, v in curves.items()},
+            "bd_rate_vs_refine0": {str(n): bd[n] for n in steps},
+            "bd_rate_payload_vs_refine0": {str(n): bd_payload[n] for n in steps},
+            "extra_encode_s": {str(n): extra[n] for n in steps},
+            "bd_per_s": {str(n): (bd[n] / extra[n] if bd[n] is not None and extra[n] > 0 else None) for n in steps}}
+
+
+def render_refine(res: dict[str, Any]) -> str:
+    m = res["model"]
+    mp = res["crop"] ** 2 / 1e6
+    lines = [f"## Encoder-side latent refinement (SGA) — {len(res['images'])} images from {res['data']}, "
+             f"centred {res['crop']}² crops", "",
+             f"Model `{m['name']}` v{m['version']}; qualities {res['qualities']}; `--opt refine=N`. Sizes are whole "
+             "`.inv` files; PSNR is of the stock decoder's output (hash checked). Means over images.", "",
+             "| refine | q | .inv bytes | bpp (.inv) | bpp (payload) | PSNR dB | enc s |",
+             "|---|---|---|---|---|---|---|"]
+    for n, pts in res["curves"].items():
+        for p in pts:
+            nbytes = statistics.fmean(r["bytes"] for r in p["images"])
+            lines.append(f"| {n} | {p['config']['quality']} | {nbytes:.0f} | {p['bpp']:.4f} | {p['payload_bpp']:.4f} | "
+                         f"{p['psnr']:.2f} | {p['enc_s']:.2f} |")
+    lines += ["", "| refine | BD-rate vs refine=0 (.inv, PSNR) | BD-rate (payload only) | extra encode s / image | "
+              "per MP | BD-rate (.inv) per extra s |", "|---|---|---|---|---|---|"]
+    for n, bd in res["bd_rate_vs_refine0"].items():
+        ex, per = res["extra_encode_s"][n], res["bd_per_s"][n]
+        lines.append(f"| {n} | {_fmt(bd, pct=True)} | {_fmt(res['bd_rate_payload_vs_refine0'][n], pct=True)} | "
+                     f"{ex:.1f} | {ex / mp:.0f} | {'n/a' if per is None else f'{per:+.2f}%/s'} |")
+    return "\n".join(lines)
 
 
 def _fmt(v: float | None, nd: int = 2, pct: bool = False) -> str:
@@ -137,7 +206,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="zoo model name (default: the registry's default)")
     p.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated: jpeg,webp,avif,jxl")
     p.add_argument("--json", type=Path, default=None, help="also write every measurement as JSON")
+    p.add_argument("--refine", default=None, help="comma-separated refinement step counts: run the refine study")
+    p.add_argument("--crop", type=int, default=256, help="refine study: centred crop size (pixels)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a shared machine: OpenMP "
+                   "spin-waiting made 2 threads cost 6x the CPU of 1 per refinement step there)")
     a = p.parse_args(argv)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    if a.refine:
+        res = run_refine(a.data, a.limit or 3, a.model, [int(v) for v in a.refine.split(",") if v], a.crop)
+        print(render_refine(res))
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=1))
+        return 0
     anchors = [c for c in a.anchors.split(",") if c]
     unknown = set(anchors) - set(GRIDS)
     if unknown:

@@ -276,3 +276,78 @@ def test_shared_ood_folders_and_train_photos(shared_datasets: Path) -> None:
     assert synth and all(p.in_distribution is False for p in synth)
     train = [analyse(load(p)) for p in sorted((shared_datasets / "train").iterdir())[:: 60]]
     assert sum(p.in_distribution is True for p in train) >= len(train) - 1
+
+
+# -- gate v2: the learned model's own evidence, computed lazily ------------------------------------------------
+def _stats_have_model_part() -> bool:
+    try:
+        from inverity.stages.learned import zoo
+
+        return ood_stats_file().is_file() and "model_evidence" in json.loads(ood_stats_file().read_text()) \
+            and bool(zoo.list_models())
+    except Exception:  # noqa: BLE001 - no torch / no zoo: skip
+        return False
+
+
+needs_gate_v2 = pytest.mark.skipif(not _stats_have_model_part(), reason="no gate-v2 statistics or no learned model")
+
+
+@needs_gate_v2
+@pytest.mark.parametrize("make", [floor_plan, settings_dialog], ids=["line drawing", "screenshot"])
+def test_gate_v2_judges_line_art_and_screens_out(make) -> None:  # type: ignore[no-untyped-def]
+    p = analyse(Image(make()))
+    assert p.ood_gate == "spectral" and p.evidence == {} and p.evidence_ms is None   # lazy: nothing yet
+    assert p.learned_gate() is False
+    assert p.ood_gate == "spectral+model" and p.in_distribution is False and p.ood_score > p.ood_threshold
+    assert {"lat_bpp", "lat_vs_jpeg", "lat_vs_png"} <= set(p.evidence) and p.evidence_ms is not None
+    assert any("model evidence" in r for r in p.reasons)
+
+
+@needs_gate_v2
+def test_gate_v2_judges_a_photo_in_and_caches() -> None:
+    from skimage import data
+
+    p = analyse(Image(data.coffee()))
+    assert p.learned_gate() is True, (p.ood_score, p.ood_threshold, p.drivers)
+    score = p.ood_score
+    assert p.learned_gate() is True and p.ood_score == score          # computed once
+    d = json.loads(json.dumps(p.to_dict()))
+    assert d["ood_gate"] == "spectral+model" and -2.0 < d["evidence"]["lat_vs_jpeg"] < 0.0
+
+
+@needs_gate_v2
+def test_gate_v2_runs_only_where_the_learned_stage_is_a_candidate() -> None:
+    from skimage import data
+
+    from inverity.policy import get_policy
+    from inverity.route import plan
+
+    img = Image(data.chelsea())
+    p = analyse(img)
+    plan(p, get_policy("delivery"), img)
+    assert p.ood_gate == "spectral" and p.evidence_ms is None          # delivery never pays for the model part
+    plan(p, get_policy("controlled"), img)
+    assert p.ood_gate == "spectral+model" and p.evidence
+
+
+@needs_gate_v2
+def test_gate_v2_refuses_to_judge_with_statistics_of_other_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skimage import data
+
+    p = analyse(Image(data.coffee()))
+    stale = dict(p._stats)
+    stale["model_evidence"] = {**stale["model_evidence"], "weights_sha256": "0" * 64}
+    p._stats = stale
+    assert p.learned_gate() is None and p.in_distribution is None
+    assert any("scripts/fit_ood.py" in r for r in p.reasons)
+
+
+@needs_gate_v2
+def test_gate_v2_statistics_match_the_installed_weights() -> None:
+    from inverity.stages.learned import zoo
+
+    stats = json.loads(ood_stats_file().read_text())
+    info = zoo.model_info(stats["model"])
+    assert stats["model_evidence"]["weights_sha256"] == info.sha256, \
+        "OOD statistics are stale for the installed weights: run python scripts/fit_ood.py"
+    assert stats["train"]["list_sha256"] == info.provenance.get("train_list_sha256", stats["train"]["list_sha256"])

@@ -13,7 +13,14 @@ encode (target ≤ 20 ms for a 768×512 photo on one core; ``benchmarks/analyse.
                  │
                  ├──► kind classifier (multinomial logistic regression, numpy; ``data/kind_model.json``)
                  └──► OOD gate: Mahalanobis distance of a feature subset to the learned model's training set
-                      (``stages/learned/weights/<model>.ood.json``), threshold = 99th percentile on validation
+                      (``stages/learned/weights/<model>.ood.json``), threshold fitted on the training set only
+
+The gate has two parts (gate v2). The *spectral* part above runs in every ``analyse`` call. The *model* part
+asks the learned model itself (``stages/learned/evidence.py``: latent bits/pixel under its prior, PSNR, its rate
+against JPEG at equal PSNR, per-channel latent energy, on a ≤ 256 px copy) and re-scores the image on spectral
++ model features together. It needs torch and costs tens of milliseconds, so it is *lazy*: only the router calls
+it (:meth:`Profile.learned_gate`), and only when a policy could use the learned stage on a photo — ``auto`` and
+``delivery`` analysis never pay for it.
 
 The native-resolution crops matter for the gate: a learned codec allocates its capacity to the frequency
 bands that dominate its training data (spectral bias), and it sees pixels at native resolution, so the
@@ -114,6 +121,11 @@ class Profile:
         ``text``, ``line_art``, ``noisy``, ``alpha``, ``high_bit_depth``, ``grayscale``, ``dicom``, ...
     drivers : list of dict
         The features that pushed the OOD score most (largest |z| against the training set).
+    ood_gate : str or None
+        Which gate produced ``ood_score``: ``"spectral"`` (cheap part only, as after :func:`analyse`) or
+        ``"spectral+model"`` (after :meth:`learned_gate` added the model's own evidence).
+    evidence : dict
+        The model's evidence (``lat_*`` features) once :meth:`learned_gate` ran; ``evidence_ms`` its cost.
     """
 
     kind: str
@@ -135,6 +147,12 @@ class Profile:
     metadata_keys: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     cost_ms: float = 0.0
+    ood_gate: str | None = None
+    evidence: dict[str, float] = field(default_factory=dict)
+    evidence_ms: float | None = None
+    #: what the lazy model part needs: the pixels (a reference, not a copy) and the gate statistics
+    _source: Any = field(default=None, repr=False, compare=False)
+    _stats: Any = field(default=None, repr=False, compare=False)
 
     @property
     def megapixels(self) -> float:
@@ -172,7 +190,52 @@ class Profile:
             "megapixels": self.megapixels, "modality": self.modality, "metadata_keys": list(self.metadata_keys),
             "reasons": list(self.reasons),
             "features": self.features, "cost_ms": self.cost_ms,
+            "ood_gate": self.ood_gate, "evidence": self.evidence, "evidence_ms": self.evidence_ms,
         })
+
+    def learned_gate(self) -> bool | None:
+        """The full OOD gate: add the learned model's own evidence, re-score, return ``in_distribution``.
+
+        Computed once (later calls return the cached verdict) and only when the statistics file has a model
+        part; otherwise the spectral verdict stands. Updates ``ood_score``, ``ood_threshold``,
+        ``in_distribution``, ``drivers``, ``evidence``, ``evidence_ms``, ``ood_gate`` and ``reasons``. When the
+        statistics were fitted for other weights than the installed ones, the verdict becomes ``None``
+        (unknown, which the router treats as out) with the command that refits them.
+        """
+        stats, src = self._stats, self._source
+        if self.ood_gate != "spectral" or not stats or src is None or "model_evidence" not in stats:
+            return self.in_distribution
+        spec = stats["model_evidence"]
+        t0 = time.perf_counter()
+        self.ood_gate = "spectral+model"
+        self._source = None
+        try:
+            from .stages.learned import evidence, zoo
+
+            installed = zoo.model_info(self.ood_model).sha256
+            if spec.get("weights_sha256") != installed:
+                self.in_distribution = None
+                self.reasons.append(
+                    f"OOD model statistics were fitted for weights {str(spec.get('weights_sha256'))[:12]}…, "
+                    f"installed {self.ood_model} has {installed[:12]}…: in_distribution unknown "
+                    f"(refit: python scripts/fit_ood.py --model {self.ood_model})")
+                return None
+            ev, energy = evidence.model_evidence(src, self.ood_model, float(spec["lambda"]))
+        except Exception as exc:  # noqa: BLE001 - no torch, no weights: the model cannot vouch, so unknown
+            self.in_distribution = None
+            self.reasons.append(f"model evidence unavailable ({type(exc).__name__}: {exc}): in_distribution unknown")
+            return None
+        score, drivers, values = _ood_model(self.features, ev, energy, stats)
+        self.evidence = {k: round(v, 4) for k, v in values.items() if k.startswith("lat_")}
+        self.evidence["spectral_score"] = round(float(self.ood_score or 0.0), 4)
+        self.ood_score, self.ood_threshold = score, float(spec["threshold"])
+        self.in_distribution = score <= self.ood_threshold
+        self.drivers = drivers
+        self.evidence_ms = round((time.perf_counter() - t0) * 1000.0, 1)
+        self.reasons.append(f"OOD gate with model evidence: score {score:.2f} "
+                            f"{'<=' if self.in_distribution else '>'} {self.ood_threshold:.2f} "
+                            f"({self.evidence_ms:.0f} ms)")
+        return self.in_distribution
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -490,6 +553,37 @@ def _ood(feats: dict[str, float], stats: dict[str, Any]) -> tuple[float, list[di
     return score, drivers
 
 
+def model_vector(feats: dict[str, float], ev: dict[str, float], energy: np.ndarray,
+                 stats: dict[str, Any]) -> dict[str, float]:
+    """Named values of the gate-v2 vector: the spectral features (log-transformed as the stats say), the scalar
+    model evidence and the projections of the latent channel energies on the training set's principal axes."""
+    spec = stats["model_evidence"]
+    names = list(stats["features"])
+    out = dict(zip(names, _vector(feats, names, stats).tolist()))
+    out.update({k: float(ev[k]) for k in spec["scalar_features"]})
+    comps = np.asarray(spec["energy_components"])
+    proj = comps @ (np.asarray(energy, np.float64) - np.asarray(spec["energy_mean"]))
+    out.update({f"lat_energy_pc{i + 1}": float(v) for i, v in enumerate(proj)})
+    return out
+
+
+def _ood_model(feats: dict[str, float], ev: dict[str, float], energy: np.ndarray,
+               stats: dict[str, Any]) -> tuple[float, list[dict[str, Any]], dict[str, float]]:
+    """Mahalanobis distance of the gate-v2 vector, its top-3 drivers and the named values."""
+    spec = stats["model_evidence"]
+    values = model_vector(feats, ev, energy, stats)
+    names = spec["features"]
+    x = np.array([values[n] for n in names])
+    mu = np.asarray(spec["mean"])
+    d = x - mu
+    score = float(math.sqrt(max(0.0, float(d @ np.asarray(spec["precision"]) @ d))))
+    z = d / np.asarray(spec["std"])
+    order = np.argsort(-np.abs(z))[:3]
+    drivers = [{"feature": names[i], "z": round(float(z[i]), 2), "value": round(float(x[i]), 4),
+                "train_mean": round(float(mu[i]), 4)} for i in order]
+    return score, drivers, values
+
+
 def _dicom_modality(image: Image) -> str | None:
     ds = image.metadata.get("dicom")
     if ds is None:
@@ -588,6 +682,9 @@ def analyse(image: Image, *, model_name: str | None = None) -> Profile:
         prof.ood_score, prof.ood_threshold = score, float(stats["threshold"])
         prof.in_distribution = score <= prof.ood_threshold
         prof.drivers = drivers
+        prof.ood_gate = "spectral"
+        if "model_evidence" in stats:   # the model part waits for learned_gate(): no copy, no torch here
+            prof._source, prof._stats = image.pixels, stats
     else:
         prof.reasons.append(f"no OOD statistics for model {name!r}: in_distribution unknown")
     prof.cost_ms = (time.perf_counter() - t0) * 1000.0

@@ -490,6 +490,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
         record["reasons"].extend(f"{c.codec_id} not tried: rejected by review" for c in candidates
                                  if c.codec_id in exclude)
         candidates = [c for c in candidates if c.codec_id not in exclude]
+    record["profile"].update(_jsonable(_to_dict(profile)))   # the router may have completed the OOD gate
     if not candidates:
         why = ""
         if tk.explain is not None:   # the router says why each stage was skipped: put that in the record

@@ -304,6 +304,9 @@ def _learned_check(profile: Profile, policy: Policy, models: Mapping[str, Any], 
     if profile.kind != "photo":
         return (f"content is {profile.kind}, not a natural photo (the learned codec is trained on photos only)",
                 "", name)
+    gate = getattr(profile, "learned_gate", None)
+    if callable(gate):   # the model's own evidence (analyse.py, gate v2): computed here only, once per profile
+        gate()
     if profile.in_distribution is None:
         return (f"no OOD statistics for model {profile.ood_model or name!r}: whether this photo is in distribution "
                 "is unknown, and unknown is not in", "", name)

@@ -36,7 +36,8 @@ def profile_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         verdict = "yes" if d.get("in_distribution") else "NO"
         rows.append(("in distribution", f"{verdict}: ood score {d['ood_score']:.2f} vs threshold "
-                                        f"{d['ood_threshold']:.2f} (model {d.get('ood_model')})"))
+                                        f"{d['ood_threshold']:.2f} (model {d.get('ood_model')}"
+                                        + (f", gate {d['ood_gate']}" if d.get("ood_gate") else "") + ")"))
         drv = d.get("drivers") or []
         if drv:
             rows.append(("ood drivers", ", ".join(f"{x['feature']} z={x['z']:+.1f}" for x in drv)))
@@ -78,13 +79,13 @@ def analyse_cmd(
         _check_model(model)
     image = load(input)
     prof = analyse(image, model_name=model)
-    d = prof.to_dict()
-    d["input"] = str(input)
     plan = None
     if policy is not None:
         from ..route import make_plan
 
         plan = make_plan(prof, policy, image)
+    d = prof.to_dict()             # after the plan: the router may have completed the OOD gate (model evidence)
+    d["input"] = str(input)
     if json_out:
         if plan is not None:
             d["plan"] = plan.to_dict()

@@ -374,17 +374,28 @@ class LatentCodec:
             idx = scale_indexes(scales[0].numpy())
         return means.contiguous(), idx
 
-    def encode(self, pixels: np.ndarray, q: int) -> bytes:
-        """Payload for uint8 RGB ``pixels`` (H×W×3) at 0-based quality ``q``. Any size: replicate-padded to 64."""
+    def analysis(self, pixels: np.ndarray, q: int) -> tuple[Tensor, Tensor]:
+        """(padded input in [0, 1], gained latent y' = g_a(x)·gain[q]) for uint8 RGB ``pixels`` (H×W×3)."""
         self._check_q(q)
         x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div_(255.0)
         x = _pad64(x)
         with torch.no_grad():
             gain = torch.exp(self.model.log_gain[q])[None, :, None, None]
             y = self.model.g_a(x) * gain
+        return x, y
+
+    def encode(self, pixels: np.ndarray, q: int) -> bytes:
+        """Payload for uint8 RGB ``pixels`` (H×W×3) at 0-based quality ``q``. Any size: replicate-padded to 64."""
+        _, y = self.analysis(pixels, q)
+        with torch.no_grad():
             z_hat = torch.round(self.model.h_a(y))[0].numpy().astype(np.int64)
+        return self.encode_latents(y, z_hat)
+
+    def encode_latents(self, y: Tensor, z_hat: np.ndarray) -> bytes:
+        """Payload for a gained latent ``y`` (1×M×h×w) and integer ``z_hat`` (N×h/4×w/4) — the hook for
+        encoders that choose their own latents (:mod:`.refine`); the stream is the same format either way."""
         means, idx = self.entropy_parameters(z_hat)
-        s = torch.round(y.double() - means)[0].numpy().astype(np.int64)
+        s = torch.round(y.detach().double() - means)[0].numpy().astype(np.int64)
         enc = new_encoder()
         encode_z(enc, z_hat, self.tables)
         encode_y(enc, s, idx)

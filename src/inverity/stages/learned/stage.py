@@ -61,19 +61,31 @@ def recon_sha256(pixels: np.ndarray) -> str:
 
 @register_stage
 class LearnedStage(Stage):
-    """Learned lossy codec (``.inv``); option ``model`` names a zoo model (default: the registry's default)."""
+    """Learned lossy codec (``.inv``); option ``model`` names a zoo model (default: the registry's default).
+
+    Option ``refine`` (default 0) spends encode time on per-image latent refinement (:mod:`.refine`, SGA): an
+    integer step count or an effort name (``fast``/``balanced`` = 0, ``max`` = 200); ``seed`` (default 0)
+    fixes its noise. The stream and its decoder are the same either way.
+    """
 
     codec_id: ClassVar[str] = "learned"
     capabilities: ClassVar[Capabilities] = Capabilities(
         lossless=False, bit_depths=(8,), channels=(3,), alpha=False, metadata=(), extensions=(".inv",),
         mime="application/x-inverity", standard=False, learned=True, near_lossless=False)
-    options: ClassVar[tuple[str, ...]] = ("model",)
+    options: ClassVar[tuple[str, ...]] = ("model", "refine", "seed")
 
     def __init__(self, quality: int | None = None, **opts: Any) -> None:
         super().__init__(quality, **opts)
         model = opts.get("model")
         if model is not None and not isinstance(model, str):
             raise ValueError(f"learned: option model must be a model name, got {model!r}")
+        if "refine" in opts:
+            from .refine import resolve_steps  # torch only when refinement is asked for
+
+            resolve_steps(opts["refine"])
+        seed = opts.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"learned: option seed must be a non-negative integer, got {seed!r}")
         k = len(self.info.lambdas) if self._registered() else None  # an unknown model name fails here
         if quality is not None:
             if isinstance(quality, bool) or not isinstance(quality, int) or quality < 1 or (k and quality > k):
@@ -141,7 +153,15 @@ class LearnedStage(Stage):
         if quality not in info.qualities:
             raise ValueError(f"learned: quality must be an integer in 1..{len(info.qualities)}, got {quality}")
         h, w = image.height, image.width
-        payload = codec.encode(image.pixels, quality - 1)
+        steps = 0
+        if self.opts.get("refine"):
+            from .refine import encode_refined, resolve_steps
+
+            steps = resolve_steps(self.opts["refine"])
+        if steps:
+            payload, _ = encode_refined(codec, image.pixels, quality - 1, steps, seed=int(self.opts.get("seed", 0)))
+        else:
+            payload = codec.encode(image.pixels, quality - 1)
         recon = codec.decode(payload, quality - 1, h, w)  # decode our own stream: what the header vouches for
         header = {"codec_id": self.codec_id, "model": info.name, "model_version": info.version, "quality": quality,
                   "shape": [h, w, 3], "dtype": "uint8", "package_version": _pkg_version("inverity"),
