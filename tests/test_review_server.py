@@ -158,13 +158,16 @@ def test_concurrent_verdicts(tmp_path: Path, policy_registered: str) -> None:
 
     app = _app(tmp_path / "store")
     with TestClient(app) as c:
-        aid = _upload(c, _crop("astronaut", 100, 180))["id"]
+        up = _upload(c, _crop("astronaut", 100, 180))
+        aid, sha = up["id"], up["review"]["output_sha256"]
 
         async def race() -> list[int]:
+            # every reviewer decides on the output they saw: a verdict that lands after a rejection re-routed
+            # the asset must not be applied to the new output (409 stale), nor a second one to the same (409)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as ac:
                 rs = await asyncio.gather(*(ac.post(f"/v1/assets/{aid}/review", headers=_h(tok),
-                                                    json={"verdict": v, "note": "n"})
+                                                    json={"verdict": v, "note": "n", "output_sha256": sha})
                                             for tok, v in [(ALICE, "approve"), (BOB, "reject")] * 3))
             return sorted(r.status_code for r in rs)
 
@@ -350,3 +353,19 @@ def test_no_read_path_bypasses_the_gate(tmp_path: Path, policy_registered: str) 
             for method in ("GET", "HEAD"):
                 r = c.request(method, url, headers={**auth, "Accept": MEDIA[first]})
                 assert r.status_code == 409 and "etag" not in r.headers, (url, method)
+
+
+def test_a_verdict_on_a_replaced_output_is_refused_not_applied_to_the_new_one(tmp_path: Path,
+                                                                              policy_registered: str) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(tmp_path / "store")) as c:
+        up = _upload(c, _crop("astronaut", 100, 180))
+        aid, old = up["id"], up["review"]["output_sha256"]
+        r = c.post(f"/v1/assets/{aid}/review", headers=_h(BOB),
+                   json={"verdict": "reject", "note": "smeared", "output_sha256": old})
+        assert r.status_code == 200 and r.json()["review"]["output_sha256"] != old     # re-routed, pending again
+        late = c.post(f"/v1/assets/{aid}/review", headers=_h(ALICE),
+                      json={"verdict": "approve", "note": "", "output_sha256": old})
+        assert late.status_code == 409 and "stale verdict" in late.json()["error"]
+        assert c.get(f"/v1/assets/{aid}/review", headers=_h(ALICE)).json()["review"]["state"] == "pending"

@@ -149,7 +149,8 @@ class ReviewDesk:
                         "reasons": _reasons(rec, it), "history": it["history"], "excluded": it["excluded"]})
         return out, counts
 
-    def decide(self, aid: str, verdict: str, by: str, note: str) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    def decide(self, aid: str, verdict: str, by: str, note: str, *,
+               expected_sha256: Optional[str] = None) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
         """Apply a verdict; re-route on rejection.
 
         Returns ``({"id", "review", "decision"}, rendition)``: the answer (public record) and, after a re-route,
@@ -161,7 +162,7 @@ class ReviewDesk:
                 raise NotFound(f"unknown asset id {aid[:64]!r}")
             record = row["record"]
             with self.book() as book:
-                rev = book.decide(aid, record, verdict, by, note)
+                rev = book.decide(aid, record, verdict, by, note, expected_sha256=expected_sha256)
             self.reviews.pop(aid, None)
             meta = None
             if rev["state"] == "rejected":

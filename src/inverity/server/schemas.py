@@ -53,6 +53,10 @@ class ReviewOf(BaseModel):
 class Verdict(BaseModel):
     verdict: str = Field(description="approve or reject")
     note: str = Field("", description="why (required to reject); recorded in the review log", max_length=4000)
+    output_sha256: Optional[str] = Field(
+        None, description="sha256 of the output the reviewer looked at: a verdict on an output that has since "
+                          "been replaced (re-routed) is refused with 409, never applied to the new one",
+        max_length=64)
 
 
 class Verdicted(BaseModel):

@@ -156,7 +156,7 @@
     busy = true;
     var it = current.item;
     say((verdict === "approve" ? "approving " : "rejecting ") + (it.filename || it.id) + "…");
-    api("POST", "/v1/assets/" + encodeURIComponent(it.id) + "/review", {verdict: verdict, note: note || ""})
+    api("POST", "/v1/assets/" + encodeURIComponent(it.id) + "/review", {verdict: verdict, note: note || "", output_sha256: it.output_sha256})
       .then(function (res) {
         var r = res.review || {};
         var msg = (verdict === "approve" ? "approved " : "rejected ") + (it.filename || it.id);

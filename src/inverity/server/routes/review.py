@@ -113,10 +113,11 @@ async def post_review(asset_id: str, request: Request, body: Verdict = Body(...)
     desk = state.review_desk
     try:
         out, meta = await asyncio.get_running_loop().run_in_executor(
-            state.pool, lambda: desk.decide(asset_id, body.verdict, by, body.note))
+            state.pool, lambda: desk.decide(asset_id, body.verdict, by, body.note,
+                                                  expected_sha256=body.output_sha256))
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
-    except review.ReviewConflictError as exc:
+    except (review.ReviewConflictError, review.StaleVerdictError) as exc:
         raise ApiError(409, str(exc)) from None
     except review.ReviewError as exc:
         raise ApiError(422, str(exc)) from None
