@@ -346,10 +346,21 @@ def features(image: Image) -> dict[str, float]:
     bd = image.bit_depth
     h, w = px.shape[:2]
     f: dict[str, float] = {}
-
-    # -- colour & histogram on a nearest-neighbour subsample: keeps the palette exact ------------------------
     step = max(1, math.ceil(max(h, w) / _MAX_SIDE))
-    sub = _as_u8(px[::step, ::step], bd)
+    sub = _as_u8(px[::step, ::step], bd)      # nearest-neighbour subsample: keeps the palette exact
+    f.update(_colour_features(sub))
+    f.update(_structure_features(px, bd, sub, step))
+    f.update(_crop_features(px, bd))
+
+    return {k: (float(f[k]) if math.isfinite(f[k]) else 0.0) for k in FEATURE_NAMES}
+
+
+
+
+def _colour_features(sub: np.ndarray) -> dict[str, float]:
+    """Colour and luma-histogram features of the 8-bit subsample ``sub``."""
+    f: dict[str, float] = {}
+    # -- colour & histogram on a nearest-neighbour subsample: keeps the palette exact ------------------------
     n = sub.shape[0] * sub.shape[1]
     if sub.shape[2] == 3:
         r, g, b = sub[:, :, 0], sub[:, :, 1], sub[:, :, 2]
@@ -387,6 +398,13 @@ def features(image: Image) -> dict[str, float]:
     f["luma_mean"] = float(ys.mean() / 255.0)
     f["luma_std"] = float(ys.std() / 255.0)
 
+    return f
+
+
+def _structure_features(px: np.ndarray, bd: int, sub: np.ndarray, step: int) -> dict[str, float]:
+    """Gradient, layout and coarse-spectrum features on a box-downscaled luma of ``px``."""
+    f: dict[str, float] = {}
+    h, w = px.shape[:2]
     # -- structure on a box-downscaled luma (anti-aliased, so gradients and the coarse spectrum mean something)
     hh, ww = h // step * step, w // step * step
     if step > 1 and hh and ww:
@@ -462,6 +480,13 @@ def features(image: Image) -> dict[str, float]:
     else:
         f["slope_coarse"] = 0.0
 
+    return f
+
+
+def _crop_features(px: np.ndarray, bd: int) -> dict[str, float]:
+    """Flatness, noise and octave-band features of native-resolution crops (the scale the codecs see)."""
+    f: dict[str, float] = {}
+    h, w = px.shape[:2]
     # -- native-resolution crops: the scale the codecs see -----------------------------------------------
     c = min(_CROP, h, w)
     c = 1 << int(math.log2(c)) if c >= 8 else c
@@ -493,7 +518,7 @@ def features(image: Image) -> dict[str, float]:
         for i in range(len(_BANDS)):
             f[f"band{i + 1}"] = -3.0
         f["flat_frac"] = 1.0 if px.size and int(px.max()) == int(px.min()) else 0.0
-    return {k: (float(f[k]) if math.isfinite(f[k]) else 0.0) for k in FEATURE_NAMES}
+    return f
 
 
 # ----------------------------------------------------------------------------------------------------------
