@@ -94,12 +94,14 @@ def encode_cmd(
     """Encode INPUT with one stage: no routing, no verification (for experts and benchmarks)."""
     from .._atomic import atomic_write_bytes
     from ..errors import CodecError
+    from .._promises import attach_source
     from ..image import load
     from ..outputs import check_extension, check_output
     from ..stages.base import get_stage
 
     check_output(output, [input])
     image = load(input)
+    attach_source(image, input.read_bytes())   # stages that work on the file itself (jxl-jpeg, original)
     try:
         stage = get_stage(codec, quality=quality, **_stage_options(codec, opt or []))
     except (TypeError, ValueError) as exc:  # a bad option or quality: one line, exit 2, like any InverityError

@@ -387,6 +387,15 @@ def _decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
         raise _Refusal("animated images are not supported (JPEG XL animation)")
     if floating:
         raise _Refusal("floating-point samples are not supported")
+    if b"jbrd" in data:
+        # a losslessly transcoded JPEG (JPEG reconstruction box): its pixels are the JPEG's, decoded exactly as the
+        # original file would be (libjxl renders the same coefficients up to ~11 levels differently)
+        try:
+            jpeg = bytes(imagecodecs.jpegxl_decode_jpeg(data))
+        except Exception:  # noqa: BLE001 - "jbrd" in an ordinary codestream by chance: decode it as pixels
+            jpeg = b""
+        if jpeg:
+            return _decode_jpeg(jpeg, max_pixels)
     pixels = imagecodecs.jpegxl_decode(data, index=0)
     if pixels.ndim < 2 or pixels.shape[0] * pixels.shape[1] != width * height:  # orientation may swap axes
         raise _Refusal(f"decoded shape {tuple(pixels.shape)} does not match the header size {width}x{height}")
