@@ -12,7 +12,7 @@ import imagecodecs
 import numpy as np
 import pytest
 
-from inverity import search as S
+from inverity import _search_model, search as S
 from inverity.errors import PolicyError
 from inverity.image import Image, load
 from inverity.pipeline import Toolkit, compress_one
@@ -229,11 +229,11 @@ def test_shipped_model_has_provenance_and_predicts_a_sane_quality() -> None:
 
 def test_predictor_file_is_read_once_per_process() -> None:
     """Workers stay warm: the search model is parsed once per process (again only after a refit)."""
-    S._read.cache_clear()
+    _search_model.read_model.cache_clear()
     img = _photo()
     for _ in range(3):
         S.load_predictor(_features(img), "photo", img.width * img.height)
-    info = S._read.cache_info()
+    info = _search_model.read_model.cache_info()
     assert info.misses == 1 and info.hits == 2
 
 

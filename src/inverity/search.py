@@ -36,12 +36,15 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._search_model import (CHECK_DIRECTION, DEFAULT_SLOPE, GLOBAL_FLOORS, STRUCTURE_FLOORS, Predictor, floor_set_key,
+                            load_predictor, search_model_path, thresholds)
+# the predictors' inputs and floor sets, for scripts/fit_search.py (explicit re-exports)
+from ._search_model import FLOOR_SETS as FLOOR_SETS, LOG_FEATURES as LOG_FEATURES, MODEL_FEATURES as MODEL_FEATURES
+from ._search_model import feature_vector as feature_vector, floor_set_floors as floor_set_floors
 from .verify import Floors, Verdict
 
 __all__ = ["EFFORTS", "EFFORT_OPTIONS", "Attempt", "Predictor", "attempt", "search_quality", "search_group",
@@ -74,29 +77,6 @@ _EFFORT: dict[str, _Effort] = {
     "max": _Effort(tau=0.5, refine=100, predict=False, staged=False),
 }
 
-#: features the predictors read (from :func:`inverity.analyse.features`), and which of them enter as logs
-MODEL_FEATURES: tuple[str, ...] = (
-    "log_colours", "luma_std", "colourfulness", "edge_density", "grad_mean", "grad_p99", "flat_block_frac",
-    "flat_frac", "noise_sigma", "band3", "band4", "band5", "band6", "hf_ratio", "slope_native", "crop_std",
-)
-LOG_FEATURES: tuple[str, ...] = ("noise_sigma", "flat_frac", "edge_density", "hf_ratio", "flat_block_frac")
-_LOG_EPS = 1e-3
-
-#: +1: a check whose value must be at least its floor; -1: at most (the verdict's ``checks`` names)
-CHECK_DIRECTION: dict[str, int] = {
-    "ssimulacra2": 1, "psnr": 1, "local_snr": 1, "local_structure": 1, "tile_band_kept": 1, "band_kept_min": 1,
-    "edge_missing": -1, "edge_invented": -1, "band_invented_max": -1, "max_abs_error": -1, "ms_ssim": 1,
-    "worst_tile_psnr": 1,
-}
-#: a check's change per quality step when the model has none (rough medians over the lossy stages)
-_DEFAULT_SLOPE: dict[str, float] = {"ssimulacra2": 0.5, "psnr": 0.12, "local_snr": 0.15, "local_structure": 0.15,
-                                    "worst_tile_psnr": 0.12, "ms_ssim": 0.002}
-#: the floor sets the predictors are fitted for (user floors are mapped onto the nearest, see floor_set_key)
-FLOOR_SETS: tuple[str, ...] = ("delivery", "line_art", "controlled", "controlled_line_art")
-#: global (whole-image) floors, checked first; everything else is a "structure" floor (local maps, bands, edges)
-_GLOBAL = ("lossless", "max_abs_error", "psnr", "ssimulacra2", "ms_ssim")
-_STRUCTURE = ("worst_tile_psnr", "local_snr", "local_structure", "band_kept", "band_invented", "tile_band_kept",
-              "edge_missing", "edge_invented")
 #: structure floors that only guard against one ruined window (delivery's ``local_snr`` 3 dB): while searching,
 #: a probe that passes the global floors is taken as passing, and these are checked only on the probe that wins
 #: (:func:`_confirm`); binding structure floors (the controlled set) are checked on every probe
@@ -110,159 +90,6 @@ _SCREEN_MIN_PIXELS = 600_000
 _SCREEN_GAP = 5.0
 
 
-def floor_set_floors(name: str) -> Floors:
-    """The :class:`Floors` of a named floor set (the ones the predictors are fitted for)."""
-    line_art = {"ssimulacra2": 80.0}
-    return {"delivery": Floors.delivery(), "line_art": dataclasses.replace(Floors.delivery(), **line_art),
-            "controlled": Floors.controlled(),
-            "controlled_line_art": dataclasses.replace(Floors.controlled(), **line_art)}[name]
-
-
-def _thresholds(floors: Any) -> dict[str, float]:
-    vals = {n: getattr(floors, n, None) for n in _GLOBAL[1:] + _STRUCTURE}
-    return {n: float(v) for n, v in vals.items() if v is not None and not isinstance(v, bool)}
-
-
-def floor_set_key(floors: Any) -> tuple[str, float] | None:
-    """(the fitted floor set these floors match, the SSIMULACRA 2 shift) or None when none fits.
-
-    Floors equal to a fitted set (ignoring the SSIMULACRA 2 threshold) map to it; the quality model's answer is
-    then shifted by the SSIMULACRA 2 difference over its slope (the line-art sets cover 80, the others 70).
-
-    Examples
-    --------
-    >>> floor_set_key(Floors.delivery())
-    ('delivery', 0.0)
-    >>> floor_set_key(Floors(ssimulacra2=75.0, local_snr=3.0))
-    ('delivery', 5.0)
-    >>> floor_set_key(Floors(lossless=True)) is None
-    True
-    """
-    if not isinstance(floors, Floors) or floors.lossless:
-        return None
-    mine = _thresholds(floors)
-    if "ssimulacra2" not in mine:
-        return None
-    best: tuple[str, float] | None = None
-    for name in FLOOR_SETS:
-        ref = _thresholds(floor_set_floors(name))
-        if {k: v for k, v in ref.items() if k != "ssimulacra2"} != {k: v for k, v in mine.items()
-                                                                    if k != "ssimulacra2"}:
-            continue
-        shift = mine["ssimulacra2"] - ref["ssimulacra2"]
-        if best is None or abs(shift) < abs(best[1]):
-            best = (name, shift)
-    return best
-
-
-def feature_vector(feats: Mapping[str, Any], spec: Mapping[str, Any] | None) -> np.ndarray:
-    """The predictors' input: :data:`MODEL_FEATURES` (logs where listed), standardised by ``spec`` if given."""
-    x = np.array([float(feats.get(n, 0.0) or 0.0) for n in MODEL_FEATURES])
-    for i, n in enumerate(MODEL_FEATURES):
-        if n in LOG_FEATURES:
-            x[i] = math.log(max(x[i], 0.0) + _LOG_EPS)
-    if spec is not None:
-        x = (x - np.asarray(spec["mean"], float)) / np.asarray(spec["scale"], float)
-    return np.clip(x, -6.0, 6.0) if spec is not None else x
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The predictors
-# --------------------------------------------------------------------------------------------------------------
-def search_model_path() -> Path:
-    """The shipped predictors (``src/inverity/data/search_model.json``)."""
-    return Path(__file__).resolve().parent / "data" / "search_model.json"
-
-
-@lru_cache(maxsize=4)
-def _read(path: str, mtime_ns: int) -> dict[str, Any] | None:  # mtime in the key: a refit is picked up
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if data.get("format") == "inverity-search-model/1" else None
-
-
-class Predictor:
-    """Quality, bytes and slope predictions for one image (its analysis features and content kind)."""
-
-    def __init__(self, model: Mapping[str, Any] | None, features: Mapping[str, Any] | None, kind: str | None,
-                 pixels: int) -> None:
-        self.model = model or {}
-        self.kind = kind
-        self.pixels = max(1, int(pixels))
-        self.z = (feature_vector(features, self.model["spec"]) if self.model and features else None)
-
-    def quality(self, codec_id: str, floors: Any, tau: float) -> float | None:
-        """The quality at which ``codec_id`` passes ``floors`` with probability ≈ ``tau`` (None: no model)."""
-        key = floor_set_key(floors)
-        if self.z is None or key is None:
-            return None
-        q = self._quality(codec_id, key[0], tau)
-        if q is None or not key[1]:
-            return q
-        return q + key[1] / max(self.slope(codec_id, "ssimulacra2"), 0.1)
-
-    def _quality(self, codec_id: str, floor_set: str, tau: float) -> float | None:
-        m = (self.model.get("quality", {}).get(codec_id) or {}).get(floor_set)
-        if not m or self.z is None:
-            return None
-        t = min(m["coef"], key=lambda x: abs(float(x) - tau))
-        coef = np.asarray(m["coef"][t], float)
-        if m.get("form") == "offset":        # few examples: an offset and gain on the base set's median
-            base = self._quality(codec_id, m["base"], 0.5)
-            return None if base is None else float(coef[0] + coef[1] * base)
-        x = np.concatenate([[1.0], self.z, [1.0 if self.kind == k else 0.0 for k in m.get("kinds", [])]])
-        return float(x @ coef[: len(x)])
-
-    def bytes(self, label: str, quality: float | None) -> float | None:
-        """Predicted output size of candidate ``label`` (``codec_id`` plus ``?opt=v``) at ``quality``."""
-        m = self.model.get("rate", {}).get(label)
-        if self.z is None or not m:
-            return None
-        coef = np.asarray(m["coef"], float)
-        if m["form"] == "lossless":
-            x = np.concatenate([[1.0], self.z])
-        else:
-            if quality is None:
-                return None
-            t = (min(max(quality, 0.0), 100.0) - 60.0) / 40.0
-            x = np.concatenate([[1.0], self.z, [t, t * t], self.z * t])
-        return math.exp(float(x @ coef)) * self.pixels / 8.0
-
-    def bytes_lower(self, label: str, quality: float | None) -> float | None:
-        """A lower bound on the size (the prediction less two residual spreads)."""
-        b = self.bytes(label, quality)
-        if b is None:
-            return None
-        return b * math.exp(-2.0 * float(self.model["rate"][label]["sigma"]))
-
-    def same_bitstream(self, codec_id: str, library: str | None) -> list[tuple[int, int]]:
-        """Runs of qualities ``(lo, hi)`` that give one bitstream, as measured under ``library`` (else none)."""
-        m = self.model.get("same_bitstream", {}).get(codec_id)
-        if not m or library is None or m.get("library") != library:
-            return []
-        return [(int(a), int(b)) for a, b in m["runs"]]
-
-    def slope(self, codec_id: str, check: str) -> float:
-        """How much ``check`` improves per quality step for ``codec_id`` (always positive)."""
-        s = (self.model.get("slopes", {}).get(codec_id) or {}).get(check)
-        if s is None:
-            s = _DEFAULT_SLOPE.get(check)
-        if s is None:
-            return 0.0
-        return abs(float(s))
-
-
-def load_predictor(features: Mapping[str, Any] | None, kind: str | None, pixels: int,
-                   path: str | Path | None = None) -> Predictor:
-    """A :class:`Predictor` for one image; the model file is read once per process (and again after a refit)."""
-    p = Path(path) if path is not None else search_model_path()
-    try:
-        model = _read(str(p), p.stat().st_mtime_ns)
-    except OSError:
-        model = None
-    return Predictor(model, features, kind, pixels)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -314,11 +141,11 @@ def stage_options(cand: Any, effort: str) -> dict[str, Any]:
 
 def _split(floors: Floors) -> tuple[Floors, Floors | None]:
     """(global floors, structure floors or None): each is the full set with the other half switched off."""
-    off_struct = {n: None for n in _STRUCTURE}
-    off_global: dict[str, Any] = {n: None for n in _GLOBAL if n != "lossless"}
+    off_struct = {n: None for n in STRUCTURE_FLOORS}
+    off_global: dict[str, Any] = {n: None for n in GLOBAL_FLOORS if n != "lossless"}
     off_global["lossless"] = False
     glob = dataclasses.replace(floors, **off_struct)
-    has_struct = any(getattr(floors, n) is not None for n in _STRUCTURE)
+    has_struct = any(getattr(floors, n) is not None for n in STRUCTURE_FLOORS)
     return glob, (dataclasses.replace(floors, **off_global) if has_struct else None)
 
 
@@ -449,7 +276,7 @@ def _verify(tk: Any, image: Any, recon: Any, floors: Any, *, staged: bool, memo:
     va = tk.verify(image, recon, glob)
     if not va.passed or struct is None:
         return va, ("global" if not va.passed and struct is not None else "full")
-    if defer and set(_thresholds(struct)) <= set(_GUARDS):
+    if defer and set(thresholds(struct)) <= set(_GUARDS):
         return va, "provisional"
     return _merge(va, tk.verify(image, recon, struct)), "full"
 
@@ -514,7 +341,7 @@ def _label(cand: Any) -> str:
 def _margins(a: Attempt, floors: Any, slope: Callable[[str], float]) -> dict[str, tuple[float, float, float]]:
     """check → (value, floor, margin in quality steps; negative below the floor) for the floors ``a`` measured."""
     out: dict[str, tuple[float, float, float]] = {}
-    for name, thr in _thresholds(floors).items():
+    for name, thr in thresholds(floors).items():
         v = a.checks.get(name)
         s = slope(name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(float(v)) or s <= 0:
@@ -683,7 +510,7 @@ def _predicted(probe: Callable[[int], Attempt | None], lo: int, hi: int, start: 
     run_of = {q: (a, z) for a, z in runs for q in range(a, z + 1)}
 
     def slope(check: str) -> float:
-        return predictor.slope(cand.codec_id, check) if predictor is not None else _DEFAULT_SLOPE.get(check, 0.0)
+        return predictor.slope(cand.codec_id, check) if predictor is not None else DEFAULT_SLOPE.get(check, 0.0)
 
     q: int | None = start
     after_upper = 0

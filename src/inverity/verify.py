@@ -272,13 +272,13 @@ def verify(original: ImageLike, reconstruction: ImageLike, floors: Floors | None
     """
     floors = Floors.controlled() if floors is None else floors
     t0 = time.perf_counter()
-    with M._SingleThreadBlas():  # many small products: threaded BLAS only spins (and fights a worker pool)
+    with M.SingleThreadBlas():  # many small products: threaded BLAS only spins (and fights a worker pool)
         return _verify(original, reconstruction, floors, t0)
 
 
 def _verify(original: ImageLike, reconstruction: ImageLike, floors: Floors, t0: float) -> Verdict:
-    pa, ma = M._pixels(original)
-    pb, _ = M._pixels(reconstruction)
+    pa, ma = M.pixels(original)
+    pb, _ = M.pixels(reconstruction)
     if pa.shape != pb.shape or pa.dtype != pb.dtype:
         what = []
         if pa.shape[:2] != pb.shape[:2]:

@@ -73,17 +73,17 @@ class Context:
 
     def __init__(self, pa: np.ndarray, pb: np.ndarray, m: float, original: Any, floors: "Floors") -> None:
         self.pa, self.pb, self.m, self.floors = pa, pb, m, floors
-        self.se = M._squared_error(pa, pb, m)  # once, for PSNR (and the tiles, without a content window)
+        self.se = M.squared_error(pa, pb, m)  # once, for PSNR (and the tiles, without a content window)
         self.mae = M.max_abs_error(pa, pb)
-        self.p = M._psnr_of_mse(float(self.se.sum(dtype=np.float64)) / pa.size)
+        self.p = M.psnr_of_mse(float(self.se.sum(dtype=np.float64)) / pa.size)
         # the yardstick comes from the original alone: a reconstruction must not widen the window it is judged in
         self.window = M.content_window(original)
         if self.window is None:
             self.qa, self.qb, self.qm, self.qse, self.pq = pa, pb, m, self.se, self.p
         else:
             self.qa, self.qb, self.qm = self.window.apply(pa), self.window.apply(pb), 1.0
-            self.qse = M._squared_error(self.qa, self.qb, self.qm)
-            self.pq = M._psnr_of_mse(float(self.qse.sum(dtype=np.float64)) / pa.size)
+            self.qse = M.squared_error(self.qa, self.qb, self.qm)
+            self.pq = M.psnr_of_mse(float(self.qse.sum(dtype=np.float64)) / pa.size)
 
     @cached_property
     def luma(self) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +218,7 @@ class WorstTilePsnr(Check):
 
     def run(self, ctx: Context) -> CheckResult:
         tile, floor = ctx.floors.tile, ctx.floors.worst_tile_psnr
-        tp = M._tile_psnr(ctx.qse, tile, ctx.pa.shape[2])
+        tp = M.tile_psnr(ctx.qse, tile, ctx.pa.shape[2])
         ty, tx = np.unravel_index(int(np.argmin(tp)), tp.shape)
         v = float(tp[ty, tx])
         out = CheckResult(self.name, None, v, where=_box(self.name, v, tx * tile, ty * tile, tile, tile, ctx.pa.shape),

@@ -20,8 +20,6 @@ Outputs in ``OUT``: ``points.csv`` (one row per image × codec × quality × con
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -36,6 +34,7 @@ import numpy as np
 from .._atomic import atomic_write_text
 from ..errors import InputError
 from . import _data
+from ._tables import fmt, json_safe, md_table, to_csv
 from .bdrate import bd_psnr, bd_rate
 from .spectral import BANDS, SpectrumAccumulator
 
@@ -406,84 +405,19 @@ def run_rd(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     cfiles = files[:corrupted_limit] if corrupted_limit else files
     total = len(files) * sum(len(c.qualities) for c in built) + \
         len(conds) * len(cfiles) * sum(len(cgrids[c.name]) for c in built)
-    done = 0
-    acc = SpectrumAccumulator()
-    points: list[dict[str, Any]] = []
-    clean_px: dict[str, np.ndarray] = {}
+    run = _Run(notes, total, progress, spectral)
 
-    def tick(label: str) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total, label)
+    clean_px = _run_clean(run, files, root, built, fns)
+    spectral_q = _spectral_qualities(summarise(run.points), built, spectral_bpp)
+    if corrupted and conds:
+        _run_corrupted(run, conds, cfiles, root, Path(corrupted), built, cgrids, clean_px, cfns, spectral_q)
 
-    def run_one(codec: _Codec, q: int, px: np.ndarray, key: str, cond: str, corruption: str, severity: int,
-                clean: np.ndarray | None, mfns: Mapping[str, Callable[..., float]], keep_map: bool) -> None:
-        row: dict[str, Any] = {"condition": cond, "corruption": corruption, "severity": severity, "image": key,
-                               "codec": codec.name, "quality": q, "width": px.shape[1], "height": px.shape[0]}
-        try:
-            data_b, rec, te, td = _measure(codec.stages[q], px)
-        except Exception as exc:  # noqa: BLE001 - a refusal (e.g. alpha, 16-bit) is a note, not a crash
-            msg = f"{codec.name} q{q} failed on {key}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-            notes.append(msg)
-            return
-        row.update({"bytes": len(data_b), "bpp": 8.0 * len(data_b) / (px.shape[0] * px.shape[1]),
-                    "enc_ms": te * 1e3, "dec_ms": td * 1e3})
-        _score(mfns, clean if clean is not None else px, rec, "", row, notes)
-        if clean is not None:
-            _score(mfns, px, rec, "_input", row, notes)
-        if spectral:
-            acc.add((cond, codec.name, q), px, rec, keep_map=keep_map)
-        points.append(row)
-
-    # -- clean
-    for f in files:
-        key = _data.image_key(f, root)
-        px = _data.read_pixels(f)
-        clean_px[key] = px
-        for codec in built:
-            for q in codec.qualities:
-                run_one(codec, q, px, key, "clean", "", 0, None, fns, True)
-                tick(f"clean {codec.name} q{q} {key}")
-    summary = summarise(points)
-    spectral_q: dict[str, int] = {}
-    for codec in built:
-        rows = [r for r in summary if r["condition"] == "clean" and r["codec"] == codec.name]
-        if rows:
-            spectral_q[codec.name] = int(min(rows, key=lambda r: abs(r["bpp"] - spectral_bpp))["quality"])
-
-    # -- corrupted
-    for corruption, sev in conds:
-        cond = f"{corruption}/{sev}"
-        for f in cfiles:
-            key = _data.image_key(f, root)
-            cpath = _data.corrupted_path(Path(corrupted), corruption, sev, key)  # type: ignore[arg-type]
-            if not cpath.exists():
-                msg = f"{cond}: {cpath.name} missing; skipped"
-                notes.append(msg)
-                for codec in built:
-                    for _ in cgrids[codec.name]:
-                        tick(cond)
-                continue
-            cpx = _data.read_pixels(cpath)
-            clean = clean_px[key]
-            if cpx.shape != clean.shape:
-                notes.append(f"{cond}: {key} has shape {cpx.shape}, clean {clean.shape}; skipped")
-                continue
-            if spectral:
-                acc.add((cond, "input", 0), clean, cpx, keep_map=True)
-            for codec in built:
-                for q in cgrids[codec.name]:
-                    run_one(codec, q, cpx, key, cond, corruption, sev, clean, cfns,
-                            keep_map=q == spectral_q.get(codec.name))
-                    tick(f"{cond} {codec.name} q{q} {key}")
-
-    summary = summarise(points)
+    summary = summarise(run.points)
     anchor_curves = load_anchors(anchors) if anchors else {}
     extra = {"clean": {f"anchor:{k}": (v["bpp"], v["psnr"]) for k, v in anchor_curves.items()}} if anchor_curves else None
     metric_names = list(fns)
     bd = bd_table(summary, metrics=metric_names, extra_curves=extra)
-    spec_rows = _spectral_rows(acc, summary, spectral_q) if spectral else []
+    spec_rows = _spectral_rows(run.acc, summary, spectral_q) if spectral else []
     config = {
         "data": str(root), "images": len(files), "codecs": {c.name: {"qualities": list(c.qualities),
                                                                      "library": c.version} for c in built},
@@ -494,9 +428,106 @@ def run_rd(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
         "anchors": str(anchors) if anchors else None, "machine": f"{platform.machine()} {platform.system()}, "
         f"{os.cpu_count()} CPU(s), Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d"),
     }
-    res = RDResult(points, summary, bd, spec_rows, notes, config)
-    _write(res, out_p, acc, anchor_curves, spectral_q, plots)
+    res = RDResult(run.points, summary, bd, spec_rows, notes, config)
+    _write(res, out_p, run.acc, anchor_curves, spectral_q, plots)
     return res
+
+
+@dataclass
+class _Run:
+    """What one :func:`run_rd` accumulates: the measured rows, notes, error spectra and progress."""
+
+    notes: list[str]
+    total: int
+    progress: Progress | None
+    spectral: bool
+    acc: SpectrumAccumulator = field(default_factory=SpectrumAccumulator)
+    points: list[dict[str, Any]] = field(default_factory=list)
+    done: int = 0
+
+    def tick(self, label: str) -> None:
+        """Count one encode/decode (measured or skipped) and report progress."""
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total, label)
+
+    def run_one(self, codec: _Codec, q: int, px: np.ndarray, key: str, cond: str, corruption: str, severity: int,
+                clean: np.ndarray | None, mfns: Mapping[str, Callable[..., float]], keep_map: bool) -> None:
+        """Encode/decode ``px`` with ``codec`` at ``q`` and add its row (metrics against ``clean`` if given, and
+        against the input); a stage that refuses the image adds a note instead."""
+        row: dict[str, Any] = {"condition": cond, "corruption": corruption, "severity": severity, "image": key,
+                               "codec": codec.name, "quality": q, "width": px.shape[1], "height": px.shape[0]}
+        try:
+            data_b, rec, te, td = _measure(codec.stages[q], px)
+        except Exception as exc:  # noqa: BLE001 - a refusal (e.g. alpha, 16-bit) is a note, not a crash
+            msg = f"{codec.name} q{q} failed on {key}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            self.notes.append(msg)
+            return
+        row.update({"bytes": len(data_b), "bpp": 8.0 * len(data_b) / (px.shape[0] * px.shape[1]),
+                    "enc_ms": te * 1e3, "dec_ms": td * 1e3})
+        _score(mfns, clean if clean is not None else px, rec, "", row, self.notes)
+        if clean is not None:
+            _score(mfns, px, rec, "_input", row, self.notes)
+        if self.spectral:
+            self.acc.add((cond, codec.name, q), px, rec, keep_map=keep_map)
+        self.points.append(row)
+
+
+def _run_clean(run: _Run, files: Sequence[Path], root: Path, built: Sequence[_Codec],
+               fns: Mapping[str, Callable[..., float]]) -> dict[str, np.ndarray]:
+    """Every codec and quality on every clean image; returns the clean pixels by image key."""
+    clean_px: dict[str, np.ndarray] = {}
+    for f in files:
+        key = _data.image_key(f, root)
+        px = _data.read_pixels(f)
+        clean_px[key] = px
+        for codec in built:
+            for q in codec.qualities:
+                run.run_one(codec, q, px, key, "clean", "", 0, None, fns, True)
+                run.tick(f"clean {codec.name} q{q} {key}")
+    return clean_px
+
+
+def _spectral_qualities(summary: Sequence[Mapping[str, Any]], built: Sequence[_Codec],
+                        spectral_bpp: float) -> dict[str, int]:
+    """Per codec, the quality whose clean mean bpp is closest to ``spectral_bpp`` (its 2-D maps are kept)."""
+    spectral_q: dict[str, int] = {}
+    for codec in built:
+        rows = [r for r in summary if r["condition"] == "clean" and r["codec"] == codec.name]
+        if rows:
+            spectral_q[codec.name] = int(min(rows, key=lambda r: abs(r["bpp"] - spectral_bpp))["quality"])
+    return spectral_q
+
+
+def _run_corrupted(run: _Run, conds: Sequence[tuple[str, int]], cfiles: Sequence[Path], root: Path,
+                   corrupted: Path, built: Sequence[_Codec], cgrids: Mapping[str, Sequence[int]],
+                   clean_px: Mapping[str, np.ndarray], cfns: Mapping[str, Callable[..., float]],
+                   spectral_q: Mapping[str, int]) -> None:
+    """Every codec on every corrupted copy, scored against the clean original (and against its input)."""
+    for corruption, sev in conds:
+        cond = f"{corruption}/{sev}"
+        for f in cfiles:
+            key = _data.image_key(f, root)
+            cpath = _data.corrupted_path(corrupted, corruption, sev, key)
+            if not cpath.exists():
+                msg = f"{cond}: {cpath.name} missing; skipped"
+                run.notes.append(msg)
+                for codec in built:
+                    for _ in cgrids[codec.name]:
+                        run.tick(cond)
+                continue
+            cpx = _data.read_pixels(cpath)
+            clean = clean_px[key]
+            if cpx.shape != clean.shape:
+                run.notes.append(f"{cond}: {key} has shape {cpx.shape}, clean {clean.shape}; skipped")
+                continue
+            if run.spectral:
+                run.acc.add((cond, "input", 0), clean, cpx, keep_map=True)
+            for codec in built:
+                for q in cgrids[codec.name]:
+                    run.run_one(codec, q, cpx, key, cond, corruption, sev, clean, cfns,
+                                keep_map=q == spectral_q.get(codec.name))
+                    run.tick(f"{cond} {codec.name} q{q} {key}")
 
 
 def _spectral_rows(acc: SpectrumAccumulator, summary: Sequence[Mapping[str, Any]],
@@ -523,51 +554,6 @@ def _spectral_rows(acc: SpectrumAccumulator, summary: Sequence[Mapping[str, Any]
 # writing
 
 
-def _fmt(v: Any, nd: int = 2) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "n/a" if math.isnan(v) else ("∞" if v > 0 else "−∞")
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return ""
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
-    return buf.getvalue()
-
-
-def _json_safe(o: Any) -> Any:
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_json_safe(v) for v in o]
-    if isinstance(o, (np.floating, np.integer)):
-        return _json_safe(o.item())
-    return o
-
-
 def _write(res: RDResult, out: Path, acc: SpectrumAccumulator, anchors: Mapping[str, Mapping[str, list[float]]],
            spectral_q: Mapping[str, int], plots: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -575,12 +561,12 @@ def _write(res: RDResult, out: Path, acc: SpectrumAccumulator, anchors: Mapping[
     for name, rows in (("points.csv", res.points), ("summary.csv", res.summary), ("bd.csv", res.bd),
                        ("spectral_bands.csv", res.spectral)):
         if rows:
-            files.append(str(atomic_write_text(out / name, _csv(rows))))
+            files.append(str(atomic_write_text(out / name, to_csv(rows))))
     if plots:
         files += [str(p) for p in _plots(res, out, acc, anchors, spectral_q)]
     res.files = [os.path.relpath(f, out) for f in files] + ["rd.md", "rd.json"]
     atomic_write_text(out / "rd.md", render_markdown(res))
-    atomic_write_text(out / "rd.json", json.dumps(_json_safe({
+    atomic_write_text(out / "rd.json", json.dumps(json_safe({
         "config": res.config, "notes": res.notes, "summary": res.summary, "bd": res.bd, "spectral": res.spectral,
         "points": res.points, "files": res.files}), indent=1))
 
@@ -693,9 +679,9 @@ def render_markdown(res: RDResult) -> str:
     for r in res.summary:
         if r["condition"] != "clean":
             continue
-        rows.append([r["codec"], r["quality"], _fmt(r.get("bpp"), 3)] +
-                    [_fmt(r.get(m), 4 if m == "ms_ssim" else 2) for m in ms] +
-                    [_fmt(r.get("enc_ms"), 0), _fmt(r.get("dec_ms"), 0)])
+        rows.append([r["codec"], r["quality"], fmt(r.get("bpp"), 3)] +
+                    [fmt(r.get(m), 4 if m == "ms_ssim" else 2) for m in ms] +
+                    [fmt(r.get("enc_ms"), 0), fmt(r.get("dec_ms"), 0)])
     L.append(md_table(hdr, rows))
     L += ["", "### BD-rate against JPEG (clean)", ""]
     cods = list(dict.fromkeys(r["codec"] for r in res.bd if r["condition"] == "clean"))
@@ -704,9 +690,9 @@ def render_markdown(res: RDResult) -> str:
         cells = [c]
         for m in ms:
             hit = _find(res.bd, condition="clean", codec=c, distortion=m)
-            cells.append(_fmt(hit["bd_rate"], 1) + " %" if hit and hit["bd_rate"] is not None else "n/a")
+            cells.append(fmt(hit["bd_rate"], 1) + " %" if hit and hit["bd_rate"] is not None else "n/a")
             if m == "psnr":
-                cells.append(_fmt(hit["bd_metric"], 2) + " dB" if hit and hit["bd_metric"] is not None else "n/a")
+                cells.append(fmt(hit["bd_metric"], 2) + " dB" if hit and hit["bd_metric"] is not None else "n/a")
         bd_rows.append(cells)
     hdr_bd = ["codec"] + sum(([f"BD-rate ({m})", "BD-PSNR"] if m == "psnr" else [f"BD-rate ({m})"] for m in ms), [])
     L.append(md_table(hdr_bd, bd_rows))
@@ -732,7 +718,7 @@ def render_markdown(res: RDResult) -> str:
                 cells = [cond]
                 for c in codecs:
                     hit = _find(res.bd, condition=cond, codec=c, distortion=dist)
-                    cells.append(_fmt(hit["bd_rate"], 1) if hit and hit["bd_rate"] is not None else "n/a")
+                    cells.append(fmt(hit["bd_rate"], 1) if hit and hit["bd_rate"] is not None else "n/a")
                 rows.append(cells)
             L += [md_table(["condition"] + codecs, rows), ""]
         L += ["### Mean PSNR at each codec's middle quality", ""]
@@ -745,8 +731,8 @@ def render_markdown(res: RDResult) -> str:
                 q = qs[len(qs) // 2]
                 hit = _find(res.summary, condition=cond, codec=c, quality=q)
                 if hit:
-                    rows.append([cond, c, q, _fmt(hit.get("bpp"), 3), _fmt(hit.get("psnr")),
-                                 _fmt(hit.get("psnr_input"))])
+                    rows.append([cond, c, q, fmt(hit.get("bpp"), 3), fmt(hit.get("psnr")),
+                                 fmt(hit.get("psnr_input"))])
         L += [md_table(["condition", "codec", "quality", "bpp", "PSNR vs clean", "PSNR vs input"], rows), ""]
     if res.spectral:
         L += ["", "## Error spectra", "",
@@ -761,9 +747,9 @@ def render_markdown(res: RDResult) -> str:
             if not r["spectral_quality"]:
                 continue
             rows.append([r["condition"], r["codec"], r["quality"] if r["codec"] != "input" else "",
-                         _fmt(r.get("bpp"), 3)] +
-                        [_fmt(100 * r[f"share_{b}"], 1) for b, _, _ in BANDS] +
-                        [_fmt(r[f"rms_{b}"], 2) for b, _, _ in BANDS])
+                         fmt(r.get("bpp"), 3)] +
+                        [fmt(100 * r[f"share_{b}"], 1) for b, _, _ in BANDS] +
+                        [fmt(r[f"rms_{b}"], 2) for b, _, _ in BANDS])
         L.append(md_table(["condition", "codec", "q", "bpp", "low %", "mid %", "high %", "rms low", "rms mid",
                            "rms high"], rows))
     figs = [f for f in res.files if f.endswith(".png")]

@@ -323,7 +323,7 @@ def _summarise(rows: Sequence[Mapping[str, Any]], policy: str, seconds: float, g
 
 
 def _write(out: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
-    from .rd import _csv, _fmt, _json_safe, md_table
+    from ._tables import fmt as _fmt, json_safe as _json_safe, md_table, to_csv as _csv
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "routing.csv", _csv(list(rows)))

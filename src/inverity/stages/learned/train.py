@@ -276,30 +276,11 @@ def _worker(rank: int, cfg: TrainConfig, export: str | None, port: int) -> None:
     os._exit(0)
 
 
-def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> ScaleHyperprior:
-    if world > 1:
-        import torch.distributed as dist
-    if cfg.threads or world > 1:
-        torch.set_num_threads(cfg.threads or 1)
-    # denormal floats (GDN/latent tails late in training) slow CPU kernels 10-100x; flush them to zero
-    torch.set_flush_denormal(True)
-
-    def say(msg: str) -> None:
-        if rank == 0:
-            print(msg, flush=True)
-
-    images, names = load_folder(cfg.train_dir)
-    val_images: list[np.ndarray] = []
-    if cfg.val_dir:
-        val_images = load_folder(cfg.val_dir)[0][: cfg.val_images]
-    if str(cfg.device).startswith("cuda"):
-        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
-    model = ScaleHyperprior(cfg.N, cfg.M, cfg.ladder()).to(cfg.device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+def _resume_or_init(cfg: TrainConfig, model: ScaleHyperprior, opt: torch.optim.Optimizer, ckpt: Path,
+                    rng: random.Random, say: Callable[[str], None]) -> int:
+    """Resume from ``ckpt`` if it exists (weights, optimiser, step, both RNG states — ``rng`` in place — and the
+    validation history), else start from ``cfg.init``'s exported weights if given; the step to continue at."""
     step = 0
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    ckpt = Path(cfg.ckpt)
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -320,6 +301,44 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
             say(f"gain units remapped from λ {list(old_lambdas)} to {list(model.lambdas)}")
         model.load_state_dict(weights)
         say(f"initialised from weights {cfg.init}")
+    return step
+
+
+def _check_ranks_agree(model: ScaleHyperprior, world: int) -> None:
+    """Every rank applied the same averaged updates to the same start: their weights must agree exactly."""
+    import torch.distributed as dist
+
+    digest = torch.tensor([float(p.detach().double().sum()) for p in model.parameters()], dtype=torch.float64)
+    gathered = [torch.empty_like(digest) for _ in range(world)]
+    dist.all_gather(gathered, digest)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError("data-parallel ranks ended with different weights")
+
+
+def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> ScaleHyperprior:
+    if world > 1:
+        import torch.distributed as dist
+    if cfg.threads or world > 1:
+        torch.set_num_threads(cfg.threads or 1)
+    # denormal floats (GDN/latent tails late in training) slow CPU kernels 10-100x; flush them to zero
+    torch.set_flush_denormal(True)
+
+    def say(msg: str) -> None:
+        if rank == 0:
+            print(msg, flush=True)
+
+    images, names = load_folder(cfg.train_dir)
+    val_images: list[np.ndarray] = []
+    if cfg.val_dir:
+        val_images = load_folder(cfg.val_dir)[0][: cfg.val_images]
+    if str(cfg.device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
+    model = ScaleHyperprior(cfg.N, cfg.M, cfg.ladder()).to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    ckpt = Path(cfg.ckpt)
+    step = _resume_or_init(cfg, model, opt, ckpt, rng, say)
     net: torch.nn.Module = model
     if world > 1:
         # DDP broadcasts rank 0's weights at construction and averages gradients in backward; each rank draws
@@ -386,12 +405,7 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         if rank == 0 and step % cfg.ckpt_every == 0:
             save()
     if world > 1:
-        # every rank applied the same averaged updates to the same start: their weights must agree exactly
-        digest = torch.tensor([float(p.detach().double().sum()) for p in model.parameters()], dtype=torch.float64)
-        gathered = [torch.empty_like(digest) for _ in range(world)]
-        dist.all_gather(gathered, digest)
-        if any(not torch.equal(g, gathered[0]) for g in gathered):
-            raise RuntimeError("data-parallel ranks ended with different weights")
+        _check_ranks_agree(model, world)
     if rank == 0:
         save()
         print(f"checkpoint saved: {ckpt.resolve()} (step {step})", flush=True)
