@@ -28,7 +28,7 @@ step "deptry: imports vs declared dependencies"
 deptry . || extra=1
 # 2. SSIMULACRA 2 and the other metrics under OpenBLAS's Haswell kernels too (identical inputs must score 100)
 step "metrics under OPENBLAS_CORETYPE=Haswell"
-OPENBLAS_CORETYPE=Haswell python -m pytest -q -p no:cacheprovider tests/test_metrics.py src/inverity/metrics.py \
+OPENBLAS_CORETYPE=Haswell python -m pytest -q -p no:cacheprovider tests/test_metrics.py src/inverity/metrics \
   || extra=1
 # 3. a plain install (no extras, no constraints file) still prints one-line errors, no tracebacks
 step "plain install: pip install torch==2.13.0 && pip install . (fresh venv), then the CLI's error paths"
