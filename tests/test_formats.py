@@ -140,3 +140,23 @@ def test_lazy_view_builds_once() -> None:
 
     view = F.LazyView(build)
     assert calls == [] and dict(view) == {"a": "b"} and view["a"] == "b" and len(view) == 1 and calls == [1]
+
+
+def test_a_new_stage_of_an_existing_format_needs_no_other_table() -> None:
+    """The promise of issue 11: a stage names its format once and every view finds it."""
+    from inverity.server._store import media_type_of_stage
+    from inverity.stages import base
+
+    class OtherJxl(base.Stage):
+        codec_id = "test-other-jxl"
+        capabilities = base.Capabilities(lossless=True, format="jxl")
+
+    base.register_stage(OtherJxl)
+    try:
+        assert F.by_stage("test-other-jxl") is F.get_format("jxl")
+        assert F.stage_client_formats()["test-other-jxl"] == "jxl"
+        assert OtherJxl.capabilities.extensions == (".jxl",)
+        assert media_type_of_stage("test-other-jxl") == "image/jxl"
+        assert "test-other-jxl" not in F.dicom_transfer_syntaxes()
+    finally:
+        del base._REGISTRY["test-other-jxl"]

@@ -207,7 +207,7 @@ def served_media_types() -> dict[str, str]:
 
 def browser_formats() -> tuple[str, ...]:
     """The accept names every major browser decodes, in the server's preference order."""
-    safe = sorted((f for f in REGISTRY.values() if f.browser_safe), key=lambda f: (f.served is None, f.served))
+    safe = sorted((f for f in REGISTRY.values() if f.browser_safe), key=lambda f: len(REGISTRY) if f.served is None else f.served)
     return tuple(f.client for f in safe)
 
 
