@@ -58,6 +58,10 @@ class Format:
         The pixel door (``image.load``) decodes it.
     walked
         A directory walk picks such files up as images.
+    claims_extensions
+        An output named with one of ``extensions`` is refused for a stage that writes another format (the CLI's
+        extension check). ``False`` for the JPEG 2000 codestream: ``jpeg2000`` with ``htj2k`` writes one, and a
+        ``.j2k`` name for it was never refused.
     """
 
     name: str
@@ -72,6 +76,7 @@ class Format:
     dicom_transfer_syntax: str | None = None
     loadable: bool = True
     walked: bool = True
+    claims_extensions: bool = True
 
     def __post_init__(self) -> None:
         if not self.client:
@@ -109,7 +114,8 @@ for _f in (
            ((0, b"\xff\x0a"), (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n")), served=1),   # codestream, container
     Format("jp2", (".jp2",), "image/jp2", ((0, b"\x00\x00\x00\x0cjP  \r\n\x87\n"),), aliases=("jpeg2000",),
            dicom_transfer_syntax="jpeg2000"),
-    Format("j2k", (".j2k", ".j2c"), None, ((0, b"\xff\x4f\xff\x51"),), client="jp2"),  # JPEG 2000/HTJ2K codestream
+    Format("j2k", (".j2k", ".j2c"), None, ((0, b"\xff\x4f\xff\x51"),), client="jp2",
+           claims_extensions=False),  # JPEG 2000/HTJ2K codestream
     Format("dicom", (".dcm",), "application/dicom", ((128, b"DICM"),)),
     # no fixed prefix: found by the probes in sniff()
     Format("jpegls", (".jls",), "image/jls", client="jls", aliases=("jpeg-ls",), dicom_transfer_syntax="jpegls"),
@@ -151,7 +157,7 @@ def format_for_extension(ext: str) -> Format:
     for f in REGISTRY.values():
         if e in f.extensions:
             return f
-    raise UnknownIdError("file extension", e, sorted(known_extensions()))
+    raise UnknownIdError("file extension", e, [x for f in REGISTRY.values() for x in f.extensions])
 
 
 def format_for_media_type(media_type: str) -> Format:
@@ -217,8 +223,8 @@ def universal_media_types() -> frozenset[str]:
 
 
 def known_extensions() -> set[str]:
-    """Every extension an image format is known by."""
-    return {e for f in REGISTRY.values() for e in f.extensions}
+    """Every extension an image format claims (an output so named must hold that format)."""
+    return {e for f in REGISTRY.values() if f.claims_extensions for e in f.extensions}
 
 
 def stage_formats() -> dict[str, str]:

@@ -121,7 +121,7 @@ def encode_cmd(
 
 
 def _known_extensions() -> set[str]:
-    """Every extension an image format is known by (the stages' own, plus the formats inverity only reads)."""
+    """Every extension an image format is known by (the format registry's, plus the stages' own)."""
     from ..formats import known_extensions
     from ..stages.base import list_stages
 
