@@ -30,9 +30,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from . import _promises as promises
+from . import formats as _formats
 from ._atomic import atomic_write_bytes
 from .errors import CodecError, InputError, InverityError, error_line, safe_text
 from .outputs import check_output, check_output_dir, same_file
@@ -57,13 +58,12 @@ RECORD_KEYS: tuple[str, ...] = (
 DICOM_OUT_POLICIES: frozenset[str] = frozenset({"archive", "diagnostic"})
 #: stage that passed -> the lossless DICOM transfer syntax to re-encode with (image.dicom_bytes); others -> jpegls.
 #: (``jpeg2000`` with ``htj2k=True`` -> ``htj2k``.) Formats DICOM cannot carry (PNG, WebP, JPEG XL) map to JPEG-LS.
-DICOM_TRANSFER_SYNTAX: dict[str, str] = {"jpegls": "jpegls", "jpeg2000": "jpeg2000"}
+#: (Views of the format registry, inverity.formats.)
+DICOM_TRANSFER_SYNTAX: Mapping[str, str] = _formats.LazyView(_formats.dicom_transfer_syntaxes)
 #: file extension by sniffed format, used only when a stage declares none
-_FORMAT_EXT: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "jpegls": ".jls", "webp": ".webp", "avif": ".avif",
-                               "jxl": ".jxl", "jp2": ".jp2", "j2k": ".j2k", "tiff": ".tif", "dicom": ".dcm",
-                               "inv": ".inv", "gif": ".gif", "bmp": ".bmp"}
+_FORMAT_EXT: dict[str, str] = _formats.default_extensions()
 #: formats the walker treats as images (by content); everything else in a walked directory is skipped with a note
-_IMAGE_FORMATS: frozenset[str] = frozenset(_FORMAT_EXT) - {"inv"} | {"gif", "bmp"}
+_IMAGE_FORMATS: frozenset[str] = _formats.walked_formats()
 
 
 class NoCandidatePassedError(CodecError):

@@ -84,6 +84,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from . import formats as _formats
 from .errors import PolicyError, UnknownIdError
 from .verify import Floors
 
@@ -106,20 +107,14 @@ REVIEW_MODES = ("none", "required", "learned", "sample:P")
 #: how hard the quality search works
 EFFORTS = ("fast", "balanced", "max")
 #: what every major browser decodes (Chromium, Firefox, Safari): delivery's default ``accept``
-BROWSER_FORMATS = ("avif", "webp", "jpeg", "png")
+BROWSER_FORMATS = _formats.browser_formats()
 
-#: delivery formats a client may accept, and the stage ids that produce each (``accept`` is checked against it)
-CODEC_FORMAT: dict[str, str] = {
-    "jpeg": "jpeg", "webp": "webp", "webp-lossless": "webp", "avif": "avif", "jxl": "jxl",
-    "jxl-lossless": "jxl", "png": "png", "jpegls": "jls", "jpeg2000": "jp2", "learned": "inv",
-    "jxl-jpeg": "jxl", "original": "*",
-}
+#: delivery formats a client may accept, and the stage ids that produce each (``accept`` is checked against it);
+#: a view of each stage's ``Capabilities.format`` (inverity.formats)
+CODEC_FORMAT: dict[str, str] = _formats.stage_client_formats()
 #: ``"*"`` above: the stage writes the input's own format (``original``), checked per asset by the router
 FORMATS = tuple(sorted(set(CODEC_FORMAT.values()) - {"*"}))
-_FORMAT_ALIASES = {"jpg": "jpeg", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/webp": "webp",
-                   "image/avif": "avif", "image/jxl": "jxl", "image/png": "png", "jpegls": "jls", "jpeg-ls": "jls",
-                   "image/jls": "jls", "jpeg2000": "jp2", "j2k": "jp2", "image/jp2": "jp2",
-                   "application/x-inverity": "inv"}
+_FORMAT_ALIASES = _formats.accept_aliases(set(FORMATS))
 
 
 def client_format(codec_id: str, source_format: str | None = None) -> str | None:

@@ -51,6 +51,7 @@ from typing import Any, Mapping, NamedTuple
 
 from .analyse import Profile
 from .image import Image
+from .formats import dicom_transfer_syntaxes
 from .policy import CODEC_FORMAT, Policy, client_format, get_policy
 from .verify import Floors
 
@@ -123,8 +124,9 @@ AUTO_BY_KIND: dict[str, tuple[str, str]] = {
     "texture": ("delivery", "texture: standard lossy formats at a perceptual floor"),
 }
 
-#: stages whose bitstream is a DICOM transfer syntax: they can keep a DICOM dataset (the pipeline re-wraps)
-DICOM_TRANSFER_SYNTAX_STAGES = ("jpegls", "jpeg2000")
+#: stages whose bitstream is a DICOM transfer syntax: they can keep a DICOM dataset (the pipeline re-wraps);
+#: a view of the format registry (``Format.dicom_transfer_syntax`` of each stage's format)
+DICOM_TRANSFER_SYNTAX_STAGES = tuple(dicom_transfer_syntaxes())
 _DEFAULT_MODEL = "hp-gain"
 
 

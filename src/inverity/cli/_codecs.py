@@ -121,10 +121,11 @@ def encode_cmd(
 
 
 def _known_extensions() -> set[str]:
-    """Every extension an image format is known by (the stages' own, plus the formats inverity only reads)."""
+    """Every extension an image format is known by (the format registry's, plus the stages' own)."""
+    from ..formats import known_extensions
     from ..stages.base import list_stages
 
-    known = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".dcm", ".inv", ".heic", ".heif"}
+    known = known_extensions()
     for cls in list_stages().values():
         known.update(str(e).lower() for e in (getattr(cls.capabilities, "extensions", ()) or ()))
     return known

@@ -423,6 +423,7 @@ def _decode_inv(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
     return image.pixels, image.bit_depth, dict(image.metadata)
 
 
+#: decoder per sniffed format; its keys are ``inverity.formats.loadable_formats()`` (tests/test_formats.py)
 _DECODERS: dict[str, Callable[[bytes, int | None], tuple[np.ndarray, int, dict[str, Any]]]] = {
     "png": _decode_png,
     "jpeg": _decode_jpeg,

@@ -21,10 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection, Iterable, Mapping
 
+from ..formats import universal_media_types
+
 __all__ = ["MediaRange", "parse_accept", "quality_of", "acceptable", "preference_groups", "UNIVERSAL"]
 
 #: media types every image-capable client decodes: the only ones a wildcard (``image/*``, ``*/*``) may reach
-UNIVERSAL: frozenset[str] = frozenset({"image/jpeg", "image/png", "image/gif"})
+UNIVERSAL: frozenset[str] = universal_media_types()   # a view of ``Format.universal`` (inverity.formats)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..errors import InputError
+from ..formats import default_extensions, get_format, served_media_types
 
 __all__ = [
     "Store", "asset_id", "is_asset_id", "MEDIA_TYPES", "LEARNED_MEDIA_TYPE", "media_type_of_stage",
@@ -37,15 +38,13 @@ __all__ = [
 
 #: media types served by ``GET /v1/assets/{id}`` -> rendition key (also the file stem under renditions/<id>/).
 #: Order is the tie-break when two renditions are the same size (modern formats first).
-MEDIA_TYPES: dict[str, str] = {
-    "image/avif": "avif", "image/jxl": "jxl", "image/webp": "webp", "image/jpeg": "jpeg", "image/png": "png",
-    "application/x-inverity": "inv",
-}
+#: (Views of the format registry, inverity.formats: ``Format.served``.)
+MEDIA_TYPES: dict[str, str] = served_media_types()
 #: the learned stage's ``.inv`` stream: only for clients that name it exactly (never via ``*/*``)
-LEARNED_MEDIA_TYPE = "application/x-inverity"
+LEARNED_MEDIA_TYPE = str(get_format("inv").media_type)
 
 #: file extension of a stored original by sniffed format (others use the format name)
-_ORIGINAL_EXT = {"jpeg": "jpg", "dicom": "dcm", "tiff": "tif", "jpegls": "jls"}
+_ORIGINAL_EXT = {name: ext[1:] for name, ext in default_extensions().items() if ext[1:] != name}
 _ID_HEX = 32
 _ID_RE = re.compile(rf"[0-9a-f]{{{_ID_HEX}}}")
 

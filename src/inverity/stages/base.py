@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import UnknownIdError, UnsupportedInputError
+from ..formats import SAME_AS_INPUT, get_format
 from ..image import Image
 
 __all__ = ["Capabilities", "Stage", "register_stage", "get_stage", "stage_class", "list_stages"]
@@ -18,7 +19,11 @@ __all__ = ["Capabilities", "Stage", "register_stage", "get_stage", "stage_class"
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a stage can take and keep."""
+    """What a stage can take and keep.
+
+    ``format`` names the :mod:`inverity.formats` entry the stage writes (``"*"``: the input's own format); it is
+    the only place a stage states its format. ``extensions`` and ``mime`` default to that format's.
+    """
 
     lossless: bool
     bit_depths: tuple[int, ...] = (8,)          # dtype widths accepted: 8 and/or 16
@@ -31,6 +36,15 @@ class Capabilities:
     learned: bool = False
     near_lossless: bool = False                 # supports a max-abs-error bound
     sources: tuple[str, ...] = ()               # input file formats it transcodes (needs their bytes); () = any pixels
+    format: str = ""                            # the format written (inverity.formats); "" = undeclared
+
+    def __post_init__(self) -> None:
+        if self.format and self.format != SAME_AS_INPUT:
+            fmt = get_format(self.format)   # an unknown name fails at import, listing the known formats
+            if not self.extensions:
+                object.__setattr__(self, "extensions", fmt.extensions)
+            if self.mime == "application/octet-stream" and fmt.media_type:
+                object.__setattr__(self, "mime", fmt.media_type)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -432,7 +432,7 @@ class JpegStage(ImagecodecsStage):
     codec_id = "jpeg"
     capabilities = Capabilities(
         lossless=False, bit_depths=(8,), channels=(1, 3), alpha=False, metadata=("icc", "exif", "xmp"),
-        extensions=(".jpg", ".jpeg"), mime="image/jpeg")
+        format="jpeg")
     backend, library, format = "JPEG8", "libjpeg_turbo", "jpeg"
     option_specs = {"subsampling": Option("420", choices=("420", "444"), help="chroma subsampling")}
     max_dimension = 65500
@@ -456,7 +456,7 @@ class _WebpBase(ImagecodecsStage):
 
     capabilities = Capabilities(
         lossless=False, bit_depths=(8,), channels=(3, 4), alpha=True, metadata=("icc", "exif", "xmp"),
-        extensions=(".webp",), mime="image/webp")
+        format="webp")
     backend, library, format = "WEBP", "libwebp", "webp"
     max_dimension = 16383
 
@@ -499,7 +499,7 @@ class AvifStage(ImagecodecsStage):
     codec_id = "avif"
     capabilities = Capabilities(
         lossless=False, bit_depths=(8, 16), channels=(3, 4), alpha=True, metadata=(),
-        extensions=(".avif",), mime="image/avif")
+        format="avif")
     backend, library, format = "AVIF", "libavif", "avif"
     option_specs = {"speed": Option(6, bounds=(0, 10), help="encoder speed, 0 = slowest/smallest")}
     max_dimension = 65536
@@ -569,7 +569,7 @@ class JxlStage(_JxlBase):
     codec_id = "jxl"
     capabilities = Capabilities(
         lossless=False, bit_depths=(8, 16), channels=(1, 2, 3, 4), alpha=True, metadata=("exif", "xmp"),
-        extensions=(".jxl",), mime="image/jxl")
+        format="jxl")
     option_specs = {"effort": Option(5, bounds=(1, 9), help="encoder effort, 9 = smallest")}
 
     def _encode(self, pixels: np.ndarray, image: Image) -> bytes | bytearray:

@@ -50,7 +50,7 @@ class PngStage(ImagecodecsStage):
     codec_id = "png"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8, 16), channels=(1, 2, 3, 4), alpha=True, metadata=("icc", "exif", "xmp"),
-        extensions=(".png",), mime="image/png")
+        format="png")
     backend, library, format = "PNG", "libpng", "png"
     option_specs = {"level": Option(6, bounds=(0, 9), help="zlib level, 9 = smallest")}
     default_quality = None
@@ -83,7 +83,7 @@ class WebpLosslessStage(_WebpBase):
     codec_id = "webp-lossless"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8,), channels=(3, 4), alpha=True, metadata=("icc", "exif", "xmp"),
-        extensions=(".webp",), mime="image/webp")
+        format="webp")
     option_specs = {"method": Option(4, bounds=(0, 6), help="effort, 6 = smallest")}
     default_quality = None
 
@@ -99,7 +99,7 @@ class JxlLosslessStage(_JxlBase):
     codec_id = "jxl-lossless"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8, 16), channels=(1, 2, 3, 4), alpha=True, metadata=("exif", "xmp"),
-        extensions=(".jxl",), mime="image/jxl")
+        format="jxl")
     option_specs = {"effort": Option(5, bounds=(1, 9), help="encoder effort, 9 = smallest")}
     default_quality = None
 
@@ -117,7 +117,7 @@ class JpeglsStage(ImagecodecsStage):
     codec_id = "jpegls"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8, 16), channels=(1, 3, 4), alpha=True, metadata=(),
-        extensions=(".jls",), mime="image/jls", near_lossless=True)
+        format="jpegls", near_lossless=True)
     backend, library, format = "JPEGLS", "charls", "jpegls"
     option_specs = {"near": Option(0, bounds=(0, 255), help="max abs error per sample, 0 = lossless")}
     default_quality = None
@@ -161,7 +161,7 @@ class Jpeg2000Stage(ImagecodecsStage):
     codec_id = "jpeg2000"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8, 16), channels=(1, 2, 3, 4), alpha=True, metadata=(),
-        extensions=(".jp2", ".j2c"), mime="image/jp2")
+        format="jp2", extensions=(".jp2", ".j2c"))   # HTJ2K: .j2c
     backend, library, format = "JPEG2K", "openjpeg", "jp2"
     option_specs = {"htj2k": Option(False, help="High-Throughput block coder (OpenJPH), codestream output")}
     default_quality = None

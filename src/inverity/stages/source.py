@@ -28,6 +28,7 @@ import imagecodecs
 from .._promises import SOURCE_BYTES
 from ..errors import CodecError, UnsupportedInputError
 from ..image import Image, load
+from ..formats import SAME_AS_INPUT
 from .base import Capabilities, Stage, register_stage
 
 __all__ = ["OriginalStage", "JxlJpegStage"]
@@ -53,7 +54,7 @@ class OriginalStage(Stage):
     codec_id = "original"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8, 16), channels=(1, 2, 3, 4), alpha=True,
-        metadata=("icc", "exif", "xmp", "dicom"), extensions=(), mime="application/octet-stream")
+        metadata=("icc", "exif", "xmp", "dicom"), format=SAME_AS_INPUT)
 
     def encode(self, image: Image) -> bytes:
         return _source(self.codec_id, image)
@@ -81,7 +82,7 @@ class JxlJpegStage(Stage):
     codec_id = "jxl-jpeg"
     capabilities = Capabilities(
         lossless=True, bit_depths=(8,), channels=(1, 3), alpha=False, metadata=("icc", "exif", "xmp"),
-        extensions=(".jxl",), mime="image/jxl", sources=("jpeg",))
+        format="jxl", sources=("jpeg",))
 
     def encode(self, image: Image) -> bytes:
         jpeg = _source(self.codec_id, image)

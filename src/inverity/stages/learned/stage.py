@@ -70,8 +70,8 @@ class LearnedStage(Stage):
 
     codec_id: ClassVar[str] = "learned"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        lossless=False, bit_depths=(8,), channels=(3,), alpha=False, metadata=(), extensions=(".inv",),
-        mime="application/x-inverity", standard=False, learned=True, near_lossless=False)
+        lossless=False, bit_depths=(8,), channels=(3,), alpha=False, metadata=(), format="inv",
+        standard=False, learned=True, near_lossless=False)
     options: ClassVar[tuple[str, ...]] = ("model", "refine", "seed")
 
     def __init__(self, quality: int | None = None, **opts: Any) -> None:
