@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable, Iterable, Sequence
 
+from ._units import human_bytes
+
 __all__ = ["SOURCE_BYTES", "policy_promises", "attach_source", "carries", "check_restorable", "metadata_record",
            "growth_note", "sizes_reason", "kb", "icc_description"]
 
@@ -25,8 +27,8 @@ SOURCE_BYTES = "source_bytes"
 
 
 def kb(n: int) -> str:
-    """``"812 B"``, ``"12.7 kB"``."""
-    return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB"
+    """``"812 B"``, ``"12.7 kB"`` (:func:`inverity._units.human_bytes`)."""
+    return human_bytes(n)
 
 
 def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str],

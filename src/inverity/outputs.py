@@ -20,13 +20,28 @@ inverity.errors.InputError: ...a.png: is the input ...a.png; refusing to write o
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterable
 
 from .errors import InputError
 
-__all__ = ["check_output", "check_output_dir", "same_file", "check_extension"]
+__all__ = ["check_output", "check_output_dir", "same_file", "check_extension", "sha256_file"]
+
+
+def sha256_file(path: str | os.PathLike[str] | None) -> str | None:
+    """sha256 of a file read in 1 MiB chunks; ``None`` when there is no path or it cannot be read."""
+    if not path:
+        return None
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

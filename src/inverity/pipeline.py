@@ -36,7 +36,7 @@ from . import _promises as promises
 from . import formats as _formats
 from ._atomic import atomic_write_bytes
 from .errors import CodecError, InputError, InverityError, error_line, safe_text
-from .outputs import check_output, check_output_dir, same_file
+from .outputs import check_output, check_output_dir, same_file, sha256_file
 from ._walk import collect_assets
 
 if TYPE_CHECKING:
@@ -632,17 +632,6 @@ def _sweep_partials(outdir: Path) -> None:
             pass
 
 
-def _sha256_file(path: str) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
 def compress(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outdir: str | os.PathLike[str],
              policy: Any = "auto", jobs: int | None = None, engine: str = "local",
              on_record: Callable[[dict[str, Any]], None] | None = None, *,
@@ -715,7 +704,7 @@ def compress(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
         _sweep_partials(outdir_p)
         todo: list[_Task] = []
         for a in assets:
-            sha = _sha256_file(a.path)
+            sha = sha256_file(a.path)
             if sha is not None and cat.done(a.input, sha, pid):
                 row = cat.get(a.input)
                 assert row is not None

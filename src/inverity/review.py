@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import InputError, InverityError, PolicyError
+from .outputs import sha256_file
 
 __all__ = [
     "Rule", "parse_rule", "rule_of", "STATES", "VERDICTS", "initial_state", "transition", "servable", "covers",
@@ -155,16 +156,7 @@ def covers(rule: Rule, stage: str | None, *, drawn: bool = True) -> bool:
 
 def output_sha256(path: str | os.PathLike[str] | None) -> str | None:
     """sha256 of an output file (``None`` when there is none)."""
-    if not path:
-        return None
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def initial_state(policy: Any, record: dict[str, Any]) -> dict[str, Any]:

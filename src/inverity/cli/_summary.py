@@ -29,6 +29,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from .._units import human_bytes
+
 __all__ = ["summary_lines", "ellipsize_middle", "why_phrase", "learned_line", "fmt_kb", "fmt_bytes"]
 
 #: below this many columns for the phrase, it goes on its own line under the row
@@ -63,20 +65,14 @@ def ellipsize_middle(s: str, n: int) -> str:
 
 
 def fmt_bytes(n: Any) -> str:
-    """Decimal units: B, kB (1000 B), MB.
+    """Decimal units: B, kB (1000 B), MB (:func:`inverity._units.human_bytes`).
 
     Examples
     --------
     >>> fmt_bytes(999), fmt_bytes(15512), fmt_bytes(2_500_000), fmt_bytes(None)
     ('999 B', '15.5 kB', '2.50 MB', '-')
     """
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return "-"
-    if n < 1000:
-        return f"{int(n)} B"
-    if n < 1_000_000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n / 1e6:.2f} MB"
+    return human_bytes(n)
 
 
 def fmt_kb(n: Any) -> str:

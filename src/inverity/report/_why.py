@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .._units import human_bytes as _human_bytes
+
 __all__ = ["verdict_of", "main_reasons", "human_bytes", "fmt", "Why", "Rejected", "explain", "check_rows",
            "CheckRow"]
 
@@ -46,13 +48,7 @@ def human_bytes(n: Any) -> str:
     >>> human_bytes(999), human_bytes(12345), human_bytes(5_530_413), human_bytes(None)
     ('999 B', '12.3 kB', '5.53 MB', '—')
     """
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return "—"
-    if abs(n) < 1000:
-        return f"{n:.0f} B"
-    if abs(n) < 1_000_000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n / 1e6:.2f} MB"
+    return _human_bytes(n, "—")
 
 
 # -- verdicts ------------------------------------------------------------------------------------------------------
