@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import contextlib
 import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from inverity.stages.base import Stage, get_stage, stage_class
 
 __all__ = [
     "psnr", "assert_bit_exact", "assert_config_round_trip", "synthetic", "SYNTHETIC_KINDS", "srgb_icc",
-    "SAMPLE_EXIF", "SAMPLE_XMP", "pixels_sha256", "check_golden", "FIXTURES", "REGEN",
+    "require_browser", "headless_chromium", "SAMPLE_EXIF", "SAMPLE_XMP", "pixels_sha256", "check_golden", "FIXTURES", "REGEN",
 ]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -144,3 +146,44 @@ def check_golden(codec_id: str, variants: dict[str, tuple[dict[str, Any], str]],
         assert err <= tol, f"{where}: decoded pixels moved by {err} (> {tol})"
         if tolerance == 0:
             assert pixels_sha256(decoded) == entry["sha256"], f"{where}: decoded pixel hash changed"
+
+
+# -- headless Chromium (Debian chromium + chromedriver) for the browser tests -------------------------------------
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def require_browser() -> None:
+    """Skip the calling test cleanly when chromium, chromedriver or selenium is missing."""
+    import pytest
+
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.isfile(p)]
+    if missing:
+        pytest.skip(f"headless browser not installed ({', '.join(missing)} missing): "
+                    "apt-get install chromium chromium-driver")
+    pytest.importorskip("selenium")
+
+
+@contextlib.contextmanager
+def headless_chromium(profile: Path, *, window: str = "1280,1000", console: bool = True) -> Iterator[Any]:
+    """A selenium driver on headless Chromium with no background networking (nothing leaves the machine),
+    a fresh profile under ``profile``, and the browser console log kept when ``console``."""
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", f"--window-size={window}", f"--user-data-dir={profile}"):
+        opts.add_argument(arg)
+    if console:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    drv.set_page_load_timeout(30)
+    drv.set_script_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()

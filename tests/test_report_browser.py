@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -19,19 +18,10 @@ import pytest
 
 from inverity.report import write_report
 from test_report import make_batch
+from helpers import headless_chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def _require_browser() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.isfile(p)]
-    if missing:
-        pytest.skip(f"headless browser not installed ({', '.join(missing)} missing): "
-                    "apt-get install chromium chromium-driver")
-    pytest.importorskip("selenium")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -59,23 +49,8 @@ def served_report(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
 
 @pytest.fixture()
 def driver(tmp_path: Path) -> Iterator[object]:
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
-    drv.set_page_load_timeout(30)
-    try:
+    with headless_chromium(tmp_path / 'chrome-profile', window="1280,1000", console=True) as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 def test_page_in_headless_chromium(served_report: tuple[str, int, Path], driver: object, tmp_path: Path) -> None:

@@ -22,47 +22,23 @@ pytest.importorskip("uvicorn")
 imagecodecs = pytest.importorskip("imagecodecs")
 
 from inverity.server._launch import start_server, stop_server  # noqa: E402
+from helpers import headless_chromium, require_browser
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CLIENT, SECRET = "client-token-b1", "alice-secret-b2"
 CROPS = [("astronaut", 40, 140), ("chelsea", 40, 100), ("coffee", 100, 200)]
 
 
-def _require_browser() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.isfile(p)]
-    if missing:
-        pytest.skip(f"headless browser not installed ({', '.join(missing)} missing): "
-                    "apt-get install chromium chromium-driver")
-    pytest.importorskip("selenium")
-
-
 @pytest.fixture()
 def driver(tmp_path: Path) -> Iterator[Any]:
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,1100", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
-    drv.set_page_load_timeout(30)
-    try:
+    with headless_chromium(tmp_path / 'chrome-profile', window="1280,1100", console=True) as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
-    _require_browser()
+    require_browser()
     from skimage import data
 
     pol = tmp_path / "reviewed.toml"

@@ -11,8 +11,6 @@ Needs Debian's ``chromium`` and ``chromium-driver``; skips, saying so, when eith
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 from typing import Any, Iterator
 
 import pytest
@@ -23,11 +21,10 @@ pytest.importorskip("uvicorn")
 
 from inverity.server._launch import start_server, stop_server  # noqa: E402
 from test_server import BROWSERS, _crop_png, drawing_png  # noqa: E402
+from helpers import headless_chromium, require_browser
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 TOKEN = "test-token-browser"
 #: loads a data: or http: URL as an image; answers [naturalWidth, naturalHeight], or null if it did not decode
 LOAD_IMAGE = """
@@ -39,39 +36,16 @@ img.src = src;
 """
 
 
-def _require_browser() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.isfile(p)]
-    if missing:
-        pytest.skip(f"headless browser not installed ({', '.join(missing)} missing): "
-                    "apt-get install chromium chromium-driver")
-    pytest.importorskip("selenium")
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}"):
-        opts.add_argument(arg)
-    drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
-    drv.set_page_load_timeout(30)
-    drv.set_script_timeout(30)
-    try:
+    with headless_chromium(tmp_path_factory.mktemp('chrome-profile'), window="1280,1000", console=False) as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, tuple[str, tuple[int, int]]]]]:
     """``(base URL, {kind: (asset id, (width, height))})`` of a server holding a photo and a drawing."""
-    _require_browser()
+    require_browser()
     proc, base = start_server(tmp_path_factory.mktemp("store"), "--public-reads", token=TOKEN)
     try:
         assets = {}
