@@ -402,7 +402,7 @@ def test_one_window_a_hair_under_the_floor_is_not_a_failure() -> None:
     rule flagged it."""
     a = np.ascontiguousarray(P._shrink(skd.coffee(), 384))
     b = _codec(a, "q90")
-    old = dataclasses.replace(Floors.controlled(), local_snr_visible=None, local_snr_hard=None)
+    old = dataclasses.replace(Floors.controlled(), local_snr_visible=0.0, local_snr_hard=0.0)
     assert "local_snr" in verify(a, b, old).failures
     v = verify(a, b, Floors.controlled())
     assert v.passed and v.checks["local_snr"] < 9.0 and v.checks["local_peak_error"] < 0.12

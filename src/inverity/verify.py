@@ -90,8 +90,8 @@ class Floors:
     window where one applies, see the module docstring), ``ssimulacra2``, ``ms_ssim``.
     Local fidelity: ``worst_tile_psnr`` (dB, over ``tile``×``tile`` tiles); ``local_snr`` (dB, the minimum over
     ``local_window`` windows stepping by half a window of 10·log10((variance of the original + floor²) / MSE),
-    with ``local_signal_floor`` on the 0..1 scale; with ``local_snr_visible`` set, a window below it fails only if
-    its peak luma error reaches that share of the range, and any window below ``local_snr_hard`` dB fails, see
+    with ``local_signal_floor`` on the 0..1 scale; a window below it fails only if its peak luma error reaches
+    ``local_snr_visible`` (share of the range; 0 = always), and any window below ``local_snr_hard`` dB fails, see
     :func:`inverity.verify_checks.local_snr_failed`); ``local_structure`` (dB, the same ratio for the part of the
     error that is a coherent displacement or blur of the original's structure, see
     :func:`inverity.metrics.local_error_maps`).
@@ -116,8 +116,8 @@ class Floors:
     worst_tile_psnr: float | None = None
     local_snr: float | None = None
     local_structure: float | None = None
-    local_snr_visible: float | None = None
-    local_snr_hard: float | None = None
+    local_snr_visible: float = 0.0
+    local_snr_hard: float = 0.0
     local_window: int = 16
     local_signal_floor: float = 0.03
     band_kept: float | None = None

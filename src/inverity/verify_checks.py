@@ -260,17 +260,16 @@ class _Local(Check):
         return floors.local_snr is not None or floors.local_structure is not None
 
 
-def local_snr_failed(snr: np.ndarray, floor: float, peak: np.ndarray | None = None, visible: float | None = None,
+def local_snr_failed(snr: np.ndarray, floor: float, peak: np.ndarray | None = None, visible: float = 0.0,
                      hard: float | None = None) -> bool:
     """The local signal-to-error decision (a two-tier, JND-style rule).
 
-    A window below ``hard`` dB fails outright (error a large share of the local signal). A window between
-    ``hard`` and ``floor`` fails only when its error is *visible*: its peak luma error ``peak`` (0..1 scale, same
-    window grid as ``snr``) reaches ``visible``. Benign high-quality codec noise on unseen content (JPEG XL d1 on a
-    manga page, JPEG q90 on an aerial photo) sits a hair under the floor with peak errors ≤ 24 of 255 levels; a
-    moved line or a removed spot at the same ratio changes pixels by 30–200 levels. ``visible=None`` (or no
-    ``peak``) makes every window below ``floor`` fail (the single-window rule); ``hard`` defaults to ``floor``
-    when ``visible`` is None and to −∞ otherwise.
+    A window below ``hard`` dB (capped at ``floor``) fails outright: its error is a large share of the local
+    signal. A window between ``hard`` and ``floor`` fails only when its error is *visible*: its peak luma error
+    ``peak`` (0..1 scale, same window grid as ``snr``) reaches ``visible``. Benign high-quality codec noise on
+    unseen content (JPEG XL d1 on a manga page, JPEG q90 on an aerial photo) sits a hair under the floor with
+    peak errors ≤ 24 of 255 levels; a moved line or a removed spot at the same ratio changes pixels by 30–200
+    levels. ``visible=0`` (or no ``peak``) makes every window below ``floor`` fail: the single-window rule.
 
     Examples
     --------
@@ -282,9 +281,9 @@ def local_snr_failed(snr: np.ndarray, floor: float, peak: np.ndarray | None = No
     True
     """
     below = snr < floor
-    if visible is None or peak is None:
-        return bool(below.any() or (hard is not None and (snr < hard).any()))
-    return bool((below & (peak >= visible)).any() or (hard is not None and (snr < hard).any()))
+    if peak is not None and visible > 0:
+        below &= peak >= visible
+    return bool(below.any() or (hard is not None and (snr < min(hard, floor)).any()))
 
 
 class LocalSnr(_Local):
@@ -304,19 +303,19 @@ class LocalSnr(_Local):
         share = 100.0 * 10 ** (-v / 10) if math.isfinite(v) else 0.0
         nbad = int(np.count_nonzero(snr < floor))
         vis, hard = f.local_snr_visible, f.local_snr_hard
-        peak = ctx.local_peak if vis is not None else None
+        peak = ctx.local_peak if vis > 0 else None
         out.passed = not local_snr_failed(snr, floor, peak, vis, hard)
-        if vis is not None:
-            out.measured["local_peak_error"] = float(peak[iy, ix]) if peak is not None else None
+        if peak is not None:
+            out.measured["local_peak_error"] = float(peak[iy, ix])
         if out.passed:
             few = (f"; {nbad} window{'s' if nbad > 1 else ''} below {floor:g} dB, none with a visible error (peak "
-                   f"< {vis:g} of the range){'' if hard is None else f' and none below {hard:g} dB'}"
-                   if nbad and vis is not None else "")
+                   f"< {vis:g} of the range) and none below {min(hard, floor):g} dB" if nbad and peak is not None
+                   else "")
             out.reason = (f"worst local signal-to-error {_fmt(v)} dB{'' if nbad else f' >= {floor:g} dB'} ({w}×{w} "
                           f"window at y={y}, x={x}){few}")
         else:
             below = floor
-            if vis is not None and peak is not None:
+            if peak is not None:
                 # report the worst window below the floor with a visible error; else the one under the hard floor
                 bad = np.where((snr < floor) & (peak >= vis), snr, np.inf)
                 if np.isfinite(bad).any():
@@ -325,8 +324,8 @@ class LocalSnr(_Local):
                     y, x = int(maps["rows"][iy]), int(maps["cols"][ix])
                     out.where = _box(self.name, v, x, y, w, w, ctx.pa.shape)
                     share = 100.0 * 10 ** (-v / 10)
-                elif hard is not None:
-                    below = hard
+                else:
+                    below = min(hard, floor)
             more = f"; {nbad} windows below the floor" if nbad > 1 else ""
             size = (f"{share:.0f}% of" if share < 100 else f"{share / 100:.0f}× larger than" if share < 1e4
                     else "far larger than")
