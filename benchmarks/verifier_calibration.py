@@ -8,7 +8,8 @@ Usage::
 Benign set: a sample of ``train/`` (``--per-source`` images of each source: bsds, sun, urban, wiki) and every
 ``ood/`` image (sources: drawing, aerial, texture, synthetic), downscaled to ≤ 512 px a side (≤ 0.3 MP), each
 encoded as JPEG q90 (4:2:0), JPEG q95 (4:4:4), JPEG XL d0.5 and d1. Planted set: the built-in corpus of
-:mod:`inverity.bench.planted` (photo, medical, drawing) × ``--seeds`` × every edit. Kodak and validation/ are
+:mod:`inverity.bench.planted` (photo, medical, drawing) × ``--seeds`` and the data images × ``--data-seeds``,
+× every edit (the data images' kinds: photo, drawing, aerial, texture, synthetic). Kodak and validation/ are
 never read.
 
 Every pair is verified once under :meth:`Floors.controlled` with the local-SNR check left out; its window map is
@@ -105,14 +106,18 @@ def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[s
     floors = Floors.controlled()
     benign_rows, planted_rows = [], []
     t0 = time.time()
-    for i, (src, s) in enumerate(load_benign_samples(Path(args.data), args.per_source, args.max_side)):
+    data = load_benign_samples(Path(args.data), args.per_source, args.max_side)
+    for i, (src, s) in enumerate(data):
         for st in BENIGN_SETTINGS:
             benign_rows.append({"source": src, "kind": s.kind, "name": s.name, "setting": st,
                                 **measure(s.pixels, encode(s.pixels, st), floors)})
         if i % 10 == 0:
             print(f"  benign {i} ({time.time() - t0:.0f} s)", file=sys.stderr)
-    for s in builtin_corpus(max_side=384):
-        for seed in range(args.seeds):
+    # planted: the built-in corpus over every seed, and the data images (their kinds: photo, drawing, aerial, …)
+    # over ``--data-seeds``
+    plant_on = [(s, args.seeds) for s in builtin_corpus(max_side=384)] + [(s, args.data_seeds) for _, s in data]
+    for s, n_seeds in plant_on:
+        for seed in range(n_seeds):
             for e in EDITS:
                 try:
                     case = make_case(s.pixels, e, seed, kind=s.kind, name=s.name)
@@ -152,8 +157,8 @@ def report(benign: list[dict[str, Any]], planted: list[dict[str, Any]], wall: fl
     sources = list(dict.fromkeys(r["source"] for r in benign))
     lines = ["# Verifier calibration on unseen content (issue #14)", "",
              f"{len(benign)} benign pairs ({len({r['name'] for r in benign})} images × {len(BENIGN_SETTINGS)} "
-             f"settings: {', '.join(BENIGN_SETTINGS)}); {len(planted)} planted pairs (built-in corpus × seeds × "
-             f"{len(EDITS)} edits, each then through a random benign codec); floors `controlled`; {wall:.0f} s.", "",
+             f"settings: {', '.join(BENIGN_SETTINGS)}); {len(planted)} planted pairs (built-in corpus × "
+             f"seeds and the data images × data seeds, × {len(EDITS)} edits, each then through a random benign codec); floors `controlled`; {wall:.0f} s.", "",
              "Local-SNR rule `(visible, hard)`: a window below the 9 dB floor fails when its peak luma error is at "
              "least `visible` (share of the range), and any window below `hard` dB fails. Today's rule is "
              f"{TODAY}: every window below 9 dB fails (`visible` 0 = any error).", "",
@@ -195,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/datasets")
     ap.add_argument("--per-source", type=int, default=10)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="planted seeds per built-in image")
+    ap.add_argument("--data-seeds", type=int, default=1, help="planted seeds per data image")
     ap.add_argument("--max-side", type=int, default=512)
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)

@@ -172,7 +172,7 @@ class Floors:
         9 dB fails only if its peak luma error is visible (≥ 12% of the range, ≈ 31 of 255 levels), and any window
         under 8 dB fails. Fitted leave-one-source-out over train/ and ood/ (``benchmarks/verifier_calibration.py``):
         benign JPEG q90/q95, JPEG XL d0.5/d1 pairs of held-out sources flagged 3.6% (was 6.0% with the single 9 dB
-        window), planted detection per type and kind unchanged (900 cases).
+        window), planted detection per type and kind unchanged (1520 cases).
         """
         return cls(ssimulacra2=70.0, local_snr=9.0, local_snr_visible=0.12, local_snr_hard=8.0, local_structure=13.0,
                    band_kept=0.35, band_invented=0.5, tile_band_kept=0.1, edge_missing=0.35, edge_invented=0.5)
