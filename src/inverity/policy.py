@@ -443,7 +443,9 @@ def _floor_change(key: str, old: Any, new: Any, policy: str) -> str | None:
             return None                                   # a new check: stricter
         weaker = new < old if key in _HIGHER_IS_STRICTER else new > old
         return f"floor {key} loosened {old:g} -> {new:g} by policy {policy}" if weaker else None
-    return f"floor parameter {key} changed {old:g} -> {new:g} by policy {policy}"
+    # a parameter may be unset (None): e.g. local_snr_visible, whose absence means the single-window rule
+    return (f"floor parameter {key} changed {'unset' if old is None else f'{old:g}'} -> "
+            f"{'unset' if new is None else f'{new:g}'} by policy {policy}")
 
 
 def _sample_share(review: Any) -> float | None:

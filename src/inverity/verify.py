@@ -90,7 +90,9 @@ class Floors:
     window where one applies, see the module docstring), ``ssimulacra2``, ``ms_ssim``.
     Local fidelity: ``worst_tile_psnr`` (dB, over ``tile``×``tile`` tiles); ``local_snr`` (dB, the minimum over
     ``local_window`` windows stepping by half a window of 10·log10((variance of the original + floor²) / MSE),
-    with ``local_signal_floor`` on the 0..1 scale); ``local_structure`` (dB, the same ratio for the part of the
+    with ``local_signal_floor`` on the 0..1 scale; a window below it fails only if its peak luma error reaches
+    ``local_snr_visible`` (share of the range; 0 = always), and any window below ``local_snr_hard`` dB fails, see
+    :func:`inverity.verify_checks.local_snr_failed`); ``local_structure`` (dB, the same ratio for the part of the
     error that is a coherent displacement or blur of the original's structure, see
     :func:`inverity.metrics.local_error_maps`).
     Spectral: ``band_kept`` (minimum share of a radial band's energy kept, whole image), ``band_invented``
@@ -114,6 +116,8 @@ class Floors:
     worst_tile_psnr: float | None = None
     local_snr: float | None = None
     local_structure: float | None = None
+    local_snr_visible: float = 0.0
+    local_snr_hard: float = 0.0
     local_window: int = 16
     local_signal_floor: float = 0.03
     band_kept: float | None = None
@@ -133,7 +137,7 @@ class Floors:
                 raise PolicyError(f"floors: {name} must be at least 4 px, got {getattr(self, name)}")
         if self.edge_tolerance < 0 or self.edge_min_pixels < 1:
             raise PolicyError("floors: edge_tolerance must be >= 0 and edge_min_pixels >= 1")
-        for name in ("band_kept", "tile_band_kept", "edge_missing", "ms_ssim"):
+        for name in ("band_kept", "tile_band_kept", "edge_missing", "ms_ssim", "local_snr_visible"):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 1:
                 raise PolicyError(f"floors: {name} must be in 0..1, got {v}")
@@ -163,9 +167,15 @@ class Floors:
         planted edits of :mod:`inverity.bench.planted` fail: see ``benchmarks/legibility.py``. No PSNR or
         absolute tile-PSNR floor: on dense line art and screen tones a good JPEG scores below 30 dB, while the
         activity-normalised local checks judge every content kind on the same scale.
+
+        The local signal-to-error floor is two-tier (``local_snr_visible``, ``local_snr_hard``): a window under
+        9 dB fails only if its peak luma error is visible (≥ 12% of the range, ≈ 31 of 255 levels), and any window
+        under 8 dB fails. Fitted leave-one-source-out over train/ and ood/ (``benchmarks/verifier_calibration.py``):
+        benign JPEG q90/q95, JPEG XL d0.5/d1 pairs of held-out sources flagged 3.6% (was 6.0% with the single 9 dB
+        window), planted detection per type and kind unchanged (1520 cases).
         """
-        return cls(ssimulacra2=70.0, local_snr=9.0, local_structure=13.0, band_kept=0.35, band_invented=0.5,
-                   tile_band_kept=0.1, edge_missing=0.35, edge_invented=0.5)
+        return cls(ssimulacra2=70.0, local_snr=9.0, local_snr_visible=0.12, local_snr_hard=8.0, local_structure=13.0,
+                   band_kept=0.35, band_invented=0.5, tile_band_kept=0.1, edge_missing=0.35, edge_invented=0.5)
 
     # -- (de)serialisation -----------------------------------------------------------------------------------
     @classmethod

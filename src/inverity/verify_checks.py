@@ -29,7 +29,7 @@ from .verify_types import Box
 if TYPE_CHECKING:
     from .verify import Floors
 
-__all__ = ["CheckResult", "Context", "Check", "CHECKS"]
+__all__ = ["CheckResult", "Context", "Check", "CHECKS", "local_snr_failed"]
 
 
 @dataclass
@@ -95,6 +95,23 @@ class Context:
         la, lb = self.luma
         return M.local_error_maps(la, lb, self.floors.local_window, signal_floor=self.floors.local_signal_floor,
                                   max_value=1.0)
+
+    @cached_property
+    def local_peak(self) -> np.ndarray:
+        """Peak absolute luma error (0..1 scale) per local window, on the grid of :attr:`local_maps`."""
+        la, lb = self.luma
+        e = np.abs(lb - la)
+        blk = max(2, self.floors.local_window // 2)
+        h, w = e.shape
+        ny, nx = -(-h // blk), -(-w // blk)
+        p = np.zeros((ny * blk, nx * blk), e.dtype)
+        p[:h, :w] = e
+        m = p.reshape(ny, blk, nx, blk).max(axis=(1, 3))
+        if m.shape[0] > 1:
+            m = np.maximum(m[:-1], m[1:])
+        if m.shape[1] > 1:
+            m = np.maximum(m[:, :-1], m[:, 1:])
+        return m
 
     @cached_property
     def bands(self) -> dict[str, np.ndarray]:
@@ -243,11 +260,38 @@ class _Local(Check):
         return floors.local_snr is not None or floors.local_structure is not None
 
 
+def local_snr_failed(snr: np.ndarray, floor: float, peak: np.ndarray | None = None, visible: float = 0.0,
+                     hard: float | None = None) -> bool:
+    """The local signal-to-error decision (a two-tier, JND-style rule).
+
+    A window below ``hard`` dB (capped at ``floor``) fails outright: its error is a large share of the local
+    signal. A window between ``hard`` and ``floor`` fails only when its error is *visible*: its peak luma error
+    ``peak`` (0..1 scale, same window grid as ``snr``) reaches ``visible``. Benign high-quality codec noise on
+    unseen content (JPEG XL d1 on a manga page, JPEG q90 on an aerial photo) sits a hair under the floor with
+    peak errors ≤ 24 of 255 levels; a moved line or a removed spot at the same ratio changes pixels by 30–200
+    levels. ``visible=0`` (or no ``peak``) makes every window below ``floor`` fail: the single-window rule.
+
+    Examples
+    --------
+    >>> m = np.array([[8.8, 20.0], [30.0, 25.0]])
+    >>> low, high = np.full((2, 2), 0.04), np.full((2, 2), 0.3)
+    >>> local_snr_failed(m, 9.0), local_snr_failed(m, 9.0, low, 0.1), local_snr_failed(m, 9.0, high, 0.1)
+    (True, False, True)
+    >>> local_snr_failed(m - 4, 9.0, low, 0.1, hard=6.0)
+    True
+    """
+    below = snr < floor
+    if peak is not None and visible > 0:
+        below &= peak >= visible
+    return bool(below.any() or (hard is not None and (snr < min(hard, floor)).any()))
+
+
 class LocalSnr(_Local):
     name = "local_snr"
 
     def run(self, ctx: Context) -> CheckResult:
-        maps, w, floor = ctx.local_maps, ctx.floors.local_window, ctx.floors.local_snr
+        f = ctx.floors
+        maps, w, floor = ctx.local_maps, f.local_window, f.local_snr
         snr = maps["snr"]
         iy, ix = np.unravel_index(int(np.argmin(snr)), snr.shape)
         v = float(snr[iy, ix])
@@ -257,15 +301,35 @@ class LocalSnr(_Local):
         if floor is None:
             return out
         share = 100.0 * 10 ** (-v / 10) if math.isfinite(v) else 0.0
-        out.passed = bool(v >= floor)
+        nbad = int(np.count_nonzero(snr < floor))
+        vis, hard = f.local_snr_visible, f.local_snr_hard
+        peak = ctx.local_peak if vis > 0 else None
+        out.passed = not local_snr_failed(snr, floor, peak, vis, hard)
+        if peak is not None:
+            out.measured["local_peak_error"] = float(peak[iy, ix])
         if out.passed:
-            out.reason = f"worst local signal-to-error {_fmt(v)} dB >= {floor:g} dB ({w}×{w} window at y={y}, x={x})"
+            few = (f"; {nbad} window{'s' if nbad > 1 else ''} below {floor:g} dB, none with a visible error (peak "
+                   f"< {vis:g} of the range) and none below {min(hard, floor):g} dB" if nbad and peak is not None
+                   else "")
+            out.reason = (f"worst local signal-to-error {_fmt(v)} dB{'' if nbad else f' >= {floor:g} dB'} ({w}×{w} "
+                          f"window at y={y}, x={x}){few}")
         else:
-            nbad = int(np.count_nonzero(snr < floor))
+            below = floor
+            if peak is not None:
+                # report the worst window below the floor with a visible error; else the one under the hard floor
+                bad = np.where((snr < floor) & (peak >= vis), snr, np.inf)
+                if np.isfinite(bad).any():
+                    iy, ix = np.unravel_index(int(np.argmin(bad)), bad.shape)
+                    v = float(snr[iy, ix])
+                    y, x = int(maps["rows"][iy]), int(maps["cols"][ix])
+                    out.where = _box(self.name, v, x, y, w, w, ctx.pa.shape)
+                    share = 100.0 * 10 ** (-v / 10)
+                else:
+                    below = min(hard, floor)
             more = f"; {nbad} windows below the floor" if nbad > 1 else ""
             size = (f"{share:.0f}% of" if share < 100 else f"{share / 100:.0f}× larger than" if share < 1e4
                     else "far larger than")
-            out.reason = (f"window at (y={y}, x={x}) {w}×{w}: signal-to-error {_fmt(v)} dB < {floor:g} dB floor "
+            out.reason = (f"window at (y={y}, x={x}) {w}×{w}: signal-to-error {_fmt(v)} dB < {below:g} dB floor "
                           f"(error {size} the local signal{more})")
         return out
 
