@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .._atomic import atomic_write_text
-from ..errors import InputError
+from ..errors import InputError, UnknownIdError
 from . import _data
 from ._tables import fmt, json_safe, md_table, to_csv
 from .bdrate import bd_psnr, bd_rate
@@ -111,33 +111,18 @@ def msssim_db(v: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# metrics (inverity.metrics, imported lazily; a missing one is skipped with a note)
+# metrics (inverity.metrics, imported lazily; an unknown name is an error)
 
 
-def _local_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    peak = 255.0 if a.dtype == np.uint8 else 65535.0
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+def _metric_functions(names: Sequence[str]) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    from .. import metrics as m
 
-
-def _metric_functions(names: Sequence[str], notes: list[str]) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
-    m: Any
-    try:
-        from .. import metrics as m
-    except ImportError as exc:
-        m = None
-        notes.append(f"inverity.metrics not importable ({exc}); only a local PSNR is measured")
     for n in names:
-        f = getattr(m, n, None) if m is not None else None
-        if f is not None:
-            fns[n] = f
-        elif n == "psnr":
-            fns[n] = _local_psnr
-            if m is not None:
-                notes.append("inverity.metrics has no psnr; a local PSNR (peak 255, all channels) is used")
-        else:
-            notes.append(f"metric {n} skipped: not available in inverity.metrics yet")
+        f = getattr(m, n, None) if n in m.__all__ else None
+        if f is None:
+            raise UnknownIdError(f"unknown metric {n!r}; available: {', '.join(sorted(m.__all__))}")
+        fns[n] = f
     return fns
 
 
@@ -398,7 +383,7 @@ def run_rd(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     built = _build_codecs(codecs, grids, notes)
     if not built:
         raise InputError("no codec could be built: " + "; ".join(notes))
-    fns = _metric_functions(metrics, notes)
+    fns = _metric_functions(metrics)
     cfns = _metric_functions(corrupted_metrics, []) if corrupted_metrics is not None else fns
     conds = _conditions(Path(corrupted), corruptions, severities) if corrupted else []
     cgrids = {c.name: tuple(int(q) for q in (corrupted_qualities or {}).get(c.name, c.qualities)) for c in built}

@@ -36,16 +36,12 @@ from ..errors import InputError, InverityError
 from ..search import search_grid
 from . import _data
 
-__all__ = ["RoutingUnavailableError", "OracleChoice", "oracle", "oracle_candidates", "run_routing", "DEFAULT_GRID"]
+__all__ = ["OracleChoice", "oracle", "oracle_candidates", "run_routing", "DEFAULT_GRID"]
 
 #: the oracle's quality grid for 0–100 stages
 DEFAULT_GRID: tuple[int, ...] = tuple(range(5, 101, 5))
 
 Progress = Callable[[int, int, str], None]
-
-
-class RoutingUnavailableError(InverityError):
-    """The router (``inverity.pipeline`` / ``route`` / ``policy`` / ``analyse`` / ``verify``) cannot be imported."""
 
 
 @dataclass
@@ -61,14 +57,9 @@ class OracleChoice:
 
 
 def _toolkit() -> Any:
-    try:
-        from ..pipeline import Toolkit
+    from ..pipeline import Toolkit
 
-        return Toolkit.default()
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) or str(exc)
-        raise RoutingUnavailableError(
-            f"bench routing needs the router, but {missing} cannot be imported yet ({exc})") from None
+    return Toolkit.default()
 
 
 def _policy_name(p: Any) -> str:
@@ -227,10 +218,8 @@ def run_routing(data: str | os.PathLike[str], policy: str, out: str | os.PathLik
                 progress: Progress | None = None) -> dict[str, Any]:
     """Router against oracle on every image under ``data``; writes ``routing.csv/.json/.md`` to ``out``."""
     tk = _toolkit()
-    try:
-        from ..pipeline import compress_one
-    except ImportError as exc:
-        raise RoutingUnavailableError(f"bench routing needs inverity.pipeline.compress_one ({exc})") from None
+    from ..pipeline import compress_one
+
     root, out_p = Path(data), Path(out)
     files = _data.list_images(root, limit)
     if not files:

@@ -24,7 +24,7 @@ app.add_typer(bench_app, name="bench")
 
 _state: dict[str, Any] = {"debug": False}
 
-#: command modules, imported in this order; a missing one (work in progress) must not break the others
+#: command modules, imported in this order
 _COMMAND_MODULES = ("_codecs", "_pipeline", "_analyse", "_verify", "_bench", "_report", "_serve", "_train", "_review")
 
 
@@ -40,11 +40,7 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
 
 
 for _name in _COMMAND_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__name__}.{_name}":
-            raise
+    importlib.import_module(f"{__name__}.{_name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -185,10 +185,8 @@ def inspect_cmd(
 
 
 def _learned_model_present() -> bool:
-    try:
-        from ..stages.learned.zoo import list_models
-    except ImportError:
-        return False
+    from ..stages.learned.zoo import list_models
+
     try:
         return any(Path(m.path).is_file() for m in list_models())
     except Exception:  # noqa: BLE001 - no usable model means: skip the controlled run
@@ -225,10 +223,8 @@ def demo_cmd(
         for line in summary_lines(records, width=terminal_width(), title=f"policy {policy} -> {dest}"):
             con.print(line, markup=False, highlight=False, soft_wrap=True)
         code = max(code, _report_failures(records))
-        try:
-            from ..report import write_report
-        except ImportError:
-            continue
+        from ..report import write_report
+
         page = write_report(dest, records, dest=outdir / "report" / ("" if policy == "auto" else policy),
                             roots=[inputs], preview_rejected=True)
         con.print(f"audit page: {page}", markup=False, highlight=False)

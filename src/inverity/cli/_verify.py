@@ -16,55 +16,21 @@ from . import app, fail
 
 __all__ = ["floors_for_policy"]
 
-#: fallback while :mod:`inverity.policy` is absent: built-in policy name -> floors preset
-_FALLBACK_PRESET = {"archive": "lossless", "diagnostic": "lossless", "delivery": "delivery",
-                    "controlled": "controlled", "auto": "delivery"}
-
-
 def floors_for_policy(policy: str, original: Any = None) -> tuple[Any, str]:
-    """``(Floors, description)`` for a policy name or TOML file.
+    """``(Floors, description)`` for a policy name or TOML file (:func:`inverity.policy.get_policy`; for ``auto``,
+    the concrete policy the router chooses for ``original`` when it is given)."""
+    from .. import policy as pol_mod
 
-    Uses :func:`inverity.policy.get_policy` when that module exists (for ``auto``, the concrete policy chosen for
-    ``original`` when the router can say); otherwise a small fallback maps built-in names to presets and reads
-    the ``[floors]`` table of a TOML file.
-    """
-    from ..errors import PolicyError
-    from ..verify import PRESETS, Floors
+    pol = pol_mod.get_policy(policy)
+    if pol.name == "auto" and original is not None:
+        from ..analyse import analyse
+        from ..route import resolve_policy
 
-    pol_mod: Any
-    try:
-        from .. import policy as pol_mod
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__.rsplit('.', 1)[0]}.policy":
-            raise
-        pol_mod = None
-    if pol_mod is not None:
-        pol = pol_mod.get_policy(policy)
-        if getattr(pol, "name", policy) == "auto" and original is not None:
-            try:
-                from ..analyse import analyse
-                from ..route import resolve_policy
-            except ImportError:
-                return pol.floors, "auto"
-            res: Any = resolve_policy(analyse(original), pol, original)
-            concrete = getattr(res, "policy", res)  # a Resolution(policy, reason), or a bare policy
-            concrete = pol_mod.get_policy(concrete) if isinstance(concrete, str) else concrete
-            return concrete.floors, f"auto → {concrete.name}"
-        return pol.floors, str(getattr(pol, "name", policy))
-    if policy in _FALLBACK_PRESET:
-        return PRESETS[_FALLBACK_PRESET[policy]], policy
-    p = Path(policy)
-    if p.suffix == ".toml" and p.is_file():
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python < 3.11
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            doc = tomllib.loads(p.read_text())
-        except (OSError, ValueError) as exc:
-            raise PolicyError(f"{p}: cannot read policy: {exc}") from None
-        return Floors.from_dict(doc.get("floors", {})), str(p)
-    raise PolicyError(f"unknown policy {policy!r}; available: {', '.join(_FALLBACK_PRESET)} or a .toml file")
+        res: Any = resolve_policy(analyse(original), pol, original)
+        concrete = getattr(res, "policy", res)  # a Resolution(policy, reason), or a bare policy
+        concrete = pol_mod.get_policy(concrete) if isinstance(concrete, str) else concrete
+        return concrete.floors, f"auto → {concrete.name}"
+    return pol.floors, str(pol.name)
 
 
 @app.command("verify")

@@ -145,11 +145,7 @@ def _ensure_loaded() -> None:
         return
     _loaded = True
     for mod in _STAGE_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a stage family not (yet) present must not break the others
-            if exc.name is None or not (mod.startswith(exc.name) or exc.name.startswith("inverity")):
-                raise
+        importlib.import_module(mod)
 
 
 def stage_class(codec_id: str) -> type[Stage]:
