@@ -428,3 +428,12 @@ def test_example_policy_spot_checked() -> None:
 
     p = load_policy_file(example_policies()["delivery-spot-checked"])
     assert p.review == "sample:0.02" and not p.allow_learned and review.rule_of(p) == review.Rule("sample", 0.02)
+
+
+@pytest.mark.parametrize("spec", ["sample:0", "sample:0.0", "sample:1.5"])
+def test_review_rule_and_policy_agree_on_the_sample_range(spec: str) -> None:
+    """The review module and the policy refuse the same shares (0 < P <= 1)."""
+    with pytest.raises(PolicyError):
+        review.parse_rule(spec)
+    with pytest.raises(PolicyError):
+        Policy("p", review=spec)

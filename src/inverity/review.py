@@ -104,19 +104,20 @@ def parse_rule(spec: Any) -> Rule:
     >>> parse_rule("sample:2")
     Traceback (most recent call last):
     ...
-    inverity.errors.PolicyError: review: sample share must be in [0, 1], got 2
+    inverity.errors.PolicyError: review: sample share must be in (0, 1] (sample:0 would review nothing: use none), got 2
     """
     if not isinstance(spec, str):
         raise PolicyError(f"review must be a string (none, required, learned or sample:P), got {spec!r}")
     m = _RULE_RE.fullmatch(spec.strip())
     if m is None:
         raise PolicyError(f"review: unknown value {spec!r}; use none, required, learned or sample:P "
-                          "(P a share in [0, 1], e.g. sample:0.02)")
+                          "(P a share in (0, 1], e.g. sample:0.02)")
     if m.group(1):
         return Rule(m.group(1))
     share = float(m.group(2))
-    if not 0.0 <= share <= 1.0:
-        raise PolicyError(f"review: sample share must be in [0, 1], got {m.group(2)}")
+    if not 0.0 < share <= 1.0:   # the same range as policy.Policy's check
+        raise PolicyError(f"review: sample share must be in (0, 1] (sample:0 would review nothing: use none), "
+                          f"got {m.group(2)}")
     return Rule("sample", share)
 
 
