@@ -6,7 +6,6 @@ runs in seconds.
 """
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import pydicom.data
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image as PILImage
 
+from benchmarks.fuzz import loader_seeds
 from inverity.errors import InputError
-from inverity.image import Image, load, to_bytes
+from inverity.image import load
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -27,28 +26,8 @@ LIMIT = 1 << 20  # a flipped header bit must not turn into a gigapixel allocatio
 
 @lru_cache(maxsize=1)
 def seeds() -> tuple[bytes, ...]:
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
-    rgba = np.dstack([rgb, rng.integers(0, 256, (12, 10, 1), dtype=np.uint8)])
-    gray16 = rng.integers(0, 4096, (9, 11, 1), dtype=np.uint16)
-
-    def pil(fmt: str, im: PILImage.Image, **kw: object) -> bytes:
-        buf = io.BytesIO()
-        im.save(buf, fmt, **kw)
-        return buf.getvalue()
-
-    exif = PILImage.Exif()
-    exif[0x0112] = 6
-    out = [
-        to_bytes(Image(rgb), "png"), to_bytes(Image(gray16, bit_depth=12), "png"), to_bytes(Image(rgba), "tiff"),
-        to_bytes(Image(gray16, bit_depth=12), "jpegls"), to_bytes(Image(gray16, bit_depth=12), "j2k"),
-        to_bytes(Image(rgb), "jp2"), to_bytes(Image(rgb), "jxl"), to_bytes(Image(rgb), "avif"),
-        to_bytes(Image(rgba), "webp"), to_bytes(Image(rgb), "bmp"),
-        pil("JPEG", PILImage.fromarray(rgb), quality=80, exif=exif),
-        pil("JPEG", PILImage.fromarray(rgb).convert("CMYK")),
-        pil("GIF", PILImage.fromarray(rgb).quantize(8)),
-        pil("PNG", PILImage.fromarray(rgb).quantize(8), transparency=0),
-    ]
+    """The fuzz harness's loader seeds (benchmarks/fuzz.py) plus two compressed DICOM files pydicom ships."""
+    out = loader_seeds()
     dicom = Path(pydicom.data.__file__).parent / "test_files"
     for name in ("MR_small_jpeg_ls_lossless.dcm", "SC_rgb_rle.dcm"):
         if (dicom / name).is_file():
