@@ -9,8 +9,8 @@ import pytest
 from inverity.analyse import KINDS, Profile
 from inverity.image import Image
 from inverity.policy import BUILTIN_POLICIES, Policy, get_policy
-from inverity.route import (AUTO_BY_KIND, DICOM_TRANSFER_SYNTAX_STAGES, LINE_ART_KINDS, PREFERENCES, Candidate,
-                            explain, make_plan, plan, policy_family, resolve_policy)
+from inverity.route import (AUTO_BY_KIND, DICOM_TRANSFER_SYNTAX_STAGES, LINE_ART_KINDS, Candidate, explain,
+                            make_plan, plan, resolve_policy)
 from inverity.stages.base import Capabilities
 
 # The stage contract's capabilities, fixed here so the routing tables are tested independently of which codec
@@ -66,10 +66,9 @@ def test_every_policy_and_kind_gives_reasoned_candidates(policy: str, kind: str)
             assert c.floors.lossless
     groups = [c.group for c in p.candidates]
     assert groups == sorted(groups) and groups[0] == 0
-    family = policy_family(p.policy)
-    if family in ("archive", "diagnostic"):
+    if p.policy.lossless_only or p.policy.bounded_only:
         assert all(CAPS[c].lossless for c in ids(p))
-    if family == "archive":
+    if p.policy.lossless_only:
         assert not any(c.options.get("near") for c in p.candidates)
     if p.policy.name != "controlled" or kind != "photo":
         assert "learned" not in ids(p)
@@ -194,7 +193,7 @@ def test_dicom_goes_diagnostic_and_keeps_its_dataset_via_a_transfer_syntax() -> 
     ct = prof("medical", channels=1, bit_depth=16, flags=("dicom", "high_bit_depth"), meta=("dicom",))
     p = mk(ct, "auto")
     assert p.policy.name == "diagnostic" and "DICOM" in p.notes[0]
-    assert ids(p) == [c for c in PREFERENCES["diagnostic"]["medical"][0] if c in DICOM_TRANSFER_SYNTAX_STAGES]
+    assert ids(p) == [c for c in get_policy("diagnostic").preferences["medical"][0] if c in DICOM_TRANSFER_SYNTAX_STAGES]
     assert all(c.floors.lossless for c in p.candidates)
     assert "would drop dicom" in next(s.reason for s in p.skipped if s.codec_id == "png")
 

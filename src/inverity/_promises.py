@@ -153,8 +153,12 @@ def icc_description(icc: Any) -> str:
 
 
 def growth_note(record: dict[str, Any], out_bytes: int, in_bytes: int, candidate_ids: Iterable[str],
-                family: str) -> None:
-    """An output larger than its input says why, in ``reasons`` (and ``record["grew"] = True``)."""
+                policy: Any) -> None:
+    """An output larger than its input says why, in ``reasons`` (and ``record["grew"] = True``).
+
+    ``policy``: the concrete policy; a ``lossless_only`` one promises never to grow (keeping the original is
+    its candidate), so a plan without ``original`` is named as the cause.
+    """
     if out_bytes <= in_bytes:
         return
     orig = next((e for e in record["attempts"] if e.get("stage") == "original"), None)
@@ -164,7 +168,7 @@ def growth_note(record: dict[str, Any], out_bytes: int, in_bytes: int, candidate
         why = "the DICOM output is re-encoded; the original was a candidate but not chosen"
     elif "original" in set(candidate_ids):
         why = "keeping the original was not tried (an earlier group passed)"
-    elif family == "archive":
+    elif getattr(policy, "lossless_only", False):
         why = f"keeping the original is not among policy {record['policy_resolved']}'s stages"
     elif record.get("container") == "dicom":
         why = "DICOM re-encoded with a lossless transfer syntax"

@@ -54,8 +54,6 @@ RECORD_KEYS: tuple[str, ...] = (
     "input", "output", "bytes", "policy", "stage", "quality", "profile", "attempts", "checks", "reasons",
     "input_sha256", "input_bytes", "policy_resolved", "elapsed_ms", "version", "status",
 )
-#: policy families under which a DICOM input is written back as DICOM (dataset intact, lossless transfer syntax)
-DICOM_OUT_POLICIES: frozenset[str] = frozenset({"archive", "diagnostic"})
 #: stage that passed -> the lossless DICOM transfer syntax to re-encode with (image.dicom_bytes); others -> jpegls.
 #: (``jpeg2000`` with ``htj2k=True`` -> ``htj2k``.) Formats DICOM cannot carry (PNG, WebP, JPEG XL) map to JPEG-LS.
 #: (Views of the format registry, inverity.formats.)
@@ -90,7 +88,6 @@ class Toolkit:
     get_stage: Callable[..., Any]                # (codec_id, quality=, **options) -> Stage
     verify: Callable[[Any, Any, Any], Any]       # (original, reconstruction, floors) -> Verdict
     dicom_bytes: Callable[..., bytes] | None = None  # (Image, *, transfer_syntax) -> DICOM file bytes
-    policy_family: Callable[[Any], str] | None = None  # Policy -> archive|diagnostic|delivery|controlled
     explain: Callable[..., list[str]] | None = None    # (profile, policy, image) -> the router's reasons
 
     @classmethod
@@ -101,11 +98,11 @@ class Toolkit:
         from .verify import verify
         from .analyse import analyse
         from .policy import get_policy
-        from .route import explain, plan, policy_family, resolve_policy
+        from .route import explain, plan, resolve_policy
 
         return cls(load=image.load, analyse=analyse, get_policy=get_policy, resolve_policy=resolve_policy,
                    plan=plan, get_stage=get_stage, verify=verify, dicom_bytes=getattr(image, "dicom_bytes", None),
-                   policy_family=policy_family, explain=explain)
+                   explain=explain)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -273,17 +270,6 @@ def _routing_view(image: Any) -> Any:
                  {k: v for k, v in meta.items() if k in _CARRIED_METADATA})
 
 
-def _family(tk: Toolkit, policy: Any) -> str:
-    """archive / diagnostic / delivery / controlled: how the router treats ``policy`` (a user TOML policy that
-    extends ``diagnostic`` keeps DICOM as DICOM too)."""
-    if tk.policy_family is not None:
-        try:
-            return str(tk.policy_family(policy))
-        except Exception:  # noqa: BLE001 - a fake policy the router cannot classify: fall back to its name
-            pass
-    return _policy_name(policy)
-
-
 def _effort(requested: Any, concrete: Any) -> str:
     """The search effort: the concrete policy's, except under ``auto`` (resolved to a built-in), the requested
     policy's."""
@@ -390,7 +376,7 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         file, or a ``Policy``.
     outdir
         Output directory; the output is ``outdir / <path relative to root>`` with the stage's extension
-        (``.inv`` for the learned stage; ``.dcm`` for DICOM kept as DICOM under archive/diagnostic).
+        (``.inv`` for the learned stage; ``.dcm`` for DICOM kept as DICOM under a policy with ``dicom_out``).
     root
         The walked root the output name is relative to (default: the input's directory).
     asset
@@ -503,7 +489,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
         raise NoCandidatePassedError(f"{asset.path}: policy {record['policy_resolved']} allows no stage for this "
                                      f"image ({prof.get('kind')}, {image.colour}, {image.bit_depth}-bit){why}")
     dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
-                 and _family(tk, concrete) in DICOM_OUT_POLICIES
+                 and bool(getattr(concrete, "dicom_out", False))      # the policy's data, not its name
                  and (media_types is None or "application/dicom" in media_types))
     chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out, effort=_effort(policy, concrete))
     if chosen is None or chosen.payload is None:
@@ -515,7 +501,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
 
     payload, checks = chosen.payload, chosen.checks
     ext = _ext_for(chosen.stage, payload)
-    # DICOM in + archive/diagnostic: DICOM out, the dataset intact and the pixels losslessly re-encoded
+    # DICOM in + the policy's dicom_out: DICOM out, the dataset intact and the pixels losslessly re-encoded
     # (unless the chosen output is itself the DICOM file: the original kept as is).
     if dicom_out and not promises.carries(tk.get_stage, chosen.entry["stage"], "dicom"):
         payload, checks = _as_dicom(tk, image, chosen_cand, chosen, record)
@@ -526,7 +512,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
             record["container"] = "dicom"                 # the original DICOM file, dataset and all
     _refuse_if(promises.metadata_record(image, chosen.stage, record, concrete, _CARRIED_METADATA,
                                         dicom_container=dicom_out))
-    promises.growth_note(record, len(payload), len(data), [c.codec_id for c in candidates], _family(tk, concrete))
+    promises.growth_note(record, len(payload), len(data), [c.codec_id for c in candidates], concrete)
 
     rel = output_rel(asset, ext)
     out = outdir / rel
@@ -591,8 +577,19 @@ class _Task:
 
     @property
     def wants_gpu(self) -> bool:
-        """True when the policy may use the learned stage (the Ray engine then asks for a GPU fraction)."""
-        return self.policy == "controlled" or bool(getattr(self.policy, "allow_learned", False))
+        """The policy's ``uses_gpu`` (its stages may run on a GPU: the Ray engine then asks for a GPU fraction)."""
+        return _uses_gpu(self.policy, self.toolkit)
+
+
+def _uses_gpu(policy: Any, toolkit: Toolkit | None) -> bool:
+    """A policy's ``uses_gpu`` (a name or TOML path is read first); False when it cannot be read here (the worker
+    then fails the asset with the policy's own message)."""
+    if isinstance(policy, (str, os.PathLike)):
+        try:
+            policy = (toolkit or Toolkit.default()).get_policy(policy)
+        except Exception:  # noqa: BLE001 - reported by the worker, not by the engine's placement
+            return False
+    return bool(getattr(policy, "uses_gpu", False))
 
 
 def _work(task: _Task) -> Result:

@@ -6,7 +6,8 @@ on what decode budget and hardware, which formats the clients accept, and whethe
 The router (:mod:`inverity.route`) turns a policy plus a :class:`~inverity.analyse.Profile` into an ordered
 list of candidates; the pipeline encodes and verifies them.
 
-Built-ins (DESIGN.md "Policies"):
+Built-ins (DESIGN.md "Policies") are TOML files shipped in ``inverity/policies/builtin/`` and read by the same
+loader as a user's file (only ``auto``, a resolver, is defined in code):
 
 ============  ================================================================================================
 ``archive``     lossless only, standardised formats (PNG, JPEG 2000, JPEG-LS, JPEG XL lossless), metadata kept,
@@ -25,6 +26,30 @@ Built-ins (DESIGN.md "Policies"):
                 ``controlled``: the learned stage is always the user's explicit choice
 ============  ================================================================================================
 
+Nothing outside this module keys behaviour on those names: what a policy does is its data. Besides floors,
+``accept``, ``metadata``, ``review`` and ``effort``:
+
+``preferences``   content kind -> list of groups, each a list of stage ids (``"jpegls?near=2"`` adds stage
+                  options); ``"*"`` is required and covers every kind not named. Stages in one group compete
+                  (the smallest passing wins); a later group is only a fallback (:mod:`inverity.route`). ``stages``
+                  (one order for every kind) is the alternative; a file gives one or the other.
+``dicom_out``     a DICOM input is written back as DICOM (dataset intact, lossless transfer syntax)
+``lossless_only`` only bit-exact stages; ``bounded_only``: lossless or near-lossless stages, never lossy ones
+``allow_learned`` the learned stage may be tried; ``uses_gpu``: the stages may run on a GPU (default: as
+                  ``allow_learned``), so the Ray engine asks for one
+
+A new kind of policy is a new TOML file, no code::
+
+    # print.toml: drawings as PNG, else JPEG; photos as JPEG
+    description = "print shop: PNG for line art, JPEG otherwise"
+    accept = ["png", "jpeg"]
+    metadata = "strip"
+    [floors]
+    ssimulacra2 = 80
+    [preferences]
+    drawing = [["png"], ["jpeg"]]
+    "*" = [["jpeg"], ["png"]]
+
 User policies are TOML files; every key is checked, and contradictions are refused with a one-line
 :class:`~inverity.errors.PolicyError`::
 
@@ -39,7 +64,9 @@ User policies are TOML files; every key is checked, and contradictions are refus
     ssimulacra2 = 75                # stricter than delivery's 70: fine, nothing to declare
     local_snr = false               # removes delivery's local_snr check: recorded in every decision record
 
-Floors of a policy that ``extends`` another are merged with the parent's **key by key**: a key the file does
+A policy that ``extends`` a built-in inherits all of it; its ``[preferences]`` table is merged **per kind** (a
+kind it names gets the file's groups, the others keep the parent's). Floors of a policy that ``extends`` another
+are merged with the parent's **key by key**: a key the file does
 not name keeps the parent's value. Loosening or removing a check is allowed, but only by writing it in the
 file, and it is never silent: ``key = false`` removes a check (``lossless = false`` too), a value weaker than
 the parent's loosens it, and each such change becomes a note (``Policy.floor_notes``) that the pipeline writes
@@ -85,6 +112,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from . import formats as _formats
+from ._preferences import Preferences, check_preferences, parse_entry
 from .errors import PolicyError, UnknownIdError
 from .verify import Floors
 
@@ -93,11 +121,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - pyproject pins tomli for 3.10
     import tomli as tomllib
 
-__all__ = ["Policy", "BUILTIN_POLICIES", "HARDWARE", "FORMATS", "CODEC_FORMAT", "KNOWN_CODEC_IDS",
+__all__ = ["Policy", "Preferences", "BUILTIN_POLICIES", "HARDWARE", "FORMATS", "CODEC_FORMAT", "KNOWN_CODEC_IDS",
            "METADATA_MODES", "REVIEW_MODES", "EFFORTS", "BROWSER_FORMATS", "get_policy", "register_policy",
-           "list_policies", "load_policy_file", "example_policies", "merge_floors", "client_format"]
+           "list_policies", "load_policy_file", "example_policies", "merge_floors", "client_format", "parse_entry"]
 
-#: the built-in policy names (contract)
+#: the built-in policy names (contract): ``auto`` (a resolver, :func:`inverity.route.resolve_policy`) and one TOML
+#: file each in ``inverity/policies/builtin/`` (the test suite checks the folder holds exactly these)
 BUILTIN_POLICIES = ("auto", "archive", "diagnostic", "delivery", "controlled")
 HARDWARE = ("cpu", "gpu")
 #: what happens to metadata an output cannot carry (module docstring)
@@ -138,8 +167,8 @@ _LOSSY_ONLY = ("jpeg", "webp", "avif", "jxl", "learned")
 
 _TOML_KEYS = ("name", "description", "extends", "stages", "floors", "allow_learned", "lossless_only",
               "max_abs_error", "decode_budget_ms_per_mp", "hardware", "accept", "standard_only", "keep_metadata",
-              "model", "metadata", "review", "effort", "floor_notes")
-
+              "model", "metadata", "review", "effort", "floor_notes", "preferences", "dicom_out", "bounded_only",
+              "uses_gpu")
 
 @dataclass(frozen=True)
 class Policy:
@@ -181,6 +210,17 @@ class Policy:
         decision record).
     model : str or None
         The learned model to use (``None`` = the zoo's default).
+    preferences : Preferences or None
+        Content kind -> groups of stage entries (``"*"``: any kind not named), the router's order when
+        ``stages`` is ``None``; a policy with neither cannot route (``extends`` a built-in to inherit its table).
+    dicom_out : bool
+        A DICOM input is written back as DICOM (dataset intact, pixels in a lossless transfer syntax).
+    bounded_only : bool
+        Only lossless or bounded-error (near-lossless) stages are tried, never a lossy one (``lossless_only``
+        also refuses near-lossless).
+    uses_gpu : bool
+        The policy's stages may run on a GPU (the Ray engine then asks for a GPU fraction); ``None`` on
+        construction = ``allow_learned``.
     source : str
         ``"builtin"`` or the TOML path it came from.
     """
@@ -203,6 +243,10 @@ class Policy:
     review: str = "none"
     effort: str = "balanced"
     floor_notes: tuple[str, ...] = ()
+    preferences: Preferences | None = None
+    dicom_out: bool = False
+    bounded_only: bool = False
+    uses_gpu: bool | None = None
 
     def __post_init__(self) -> None:
         n = self.name
@@ -265,6 +309,17 @@ class Policy:
                 if not usable:
                     raise PolicyError(f"policy {n}: none of the stages ({', '.join(self.stages)}) produces an "
                                       f"accepted format ({', '.join(self.accept)})")
+        if self.allow_learned and self.bounded_only:
+            raise PolicyError(f"policy {n}: allow_learned contradicts bounded_only (the learned stage is lossy)")
+        for key in ("dicom_out", "bounded_only"):
+            if not isinstance(getattr(self, key), bool):
+                raise PolicyError(f"policy {n}: {key} must be true or false, got {getattr(self, key)!r}")
+        if self.uses_gpu is None:
+            object.__setattr__(self, "uses_gpu", self.allow_learned)
+        elif not isinstance(self.uses_gpu, bool):
+            raise PolicyError(f"policy {n}: uses_gpu must be true or false, got {self.uses_gpu!r}")
+        if self.preferences is not None:
+            object.__setattr__(self, "preferences", check_preferences(n, self.preferences, _known_codec_ids()))
         if n == "auto" and self.source == "builtin" and self.allow_learned:
             raise PolicyError("policy auto never allows the learned stage")
 
@@ -310,7 +365,10 @@ class Policy:
                 "hardware": self.hardware, "accept": list(self.accept) if self.accept is not None else None,
                 "standard_only": self.standard_only, "keep_metadata": self.keep_metadata, "model": self.model,
                 "metadata": self.metadata, "review": self.review, "effort": self.effort,
-                "floor_notes": list(self.floor_notes), "source": self.source}
+                "floor_notes": list(self.floor_notes),
+                "preferences": self.preferences.to_dict() if self.preferences is not None else None,
+                "dicom_out": self.dicom_out, "bounded_only": self.bounded_only, "uses_gpu": self.uses_gpu,
+                "source": self.source}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "builtin") -> "Policy":
@@ -346,9 +404,12 @@ class Policy:
         name = str(data["name"])
         kw = dict(base)
         for key, val in data.items():
-            if key == "floors":
+            if key in ("floors", "preferences"):
                 continue
             kw[key] = _coerce(name, key, val)
+        _merge_preferences(name, data, kw, base.get("preferences"))
+        if "allow_learned" in data and "uses_gpu" not in data:
+            kw["uses_gpu"] = None                                    # follows the file's allow_learned
         # the two spellings of the metadata mode: the one the file names wins, the other follows it
         if "keep_metadata" in data and "metadata" not in data:
             kw["metadata"] = None
@@ -386,6 +447,28 @@ class Policy:
             kw["floor_notes"] = tuple(kw.get("floor_notes") or ()) + tuple(n + why for n in notes)
         kw["source"] = source
         return cls(**kw)
+
+
+def _merge_preferences(name: str, data: Mapping[str, Any], kw: dict[str, Any], parent: Preferences | None) -> None:
+    """Put the policy's preferences into ``kw``: the file's ``[preferences]`` table merged over the parent's
+    *per kind* (a kind the file names replaces the parent's groups for it; the others are kept). A file may give
+    ``stages`` or ``[preferences]``, not both; naming one replaces what it inherited of the other."""
+    if "preferences" not in data:
+        return
+    table = data["preferences"]
+    if "stages" in data and table is not None and data["stages"] is not None:
+        raise PolicyError(f"policy {name}: give stages (one order for every kind) or [preferences] (groups per "
+                          "kind), not both")
+    if table is None:
+        kw["preferences"] = None
+        return
+    if not isinstance(table, Mapping):
+        raise PolicyError(f"policy {name}: preferences must be a table (content kind -> list of groups of stage "
+                          f"ids), got {type(table).__name__}")
+    merged: dict[str, Any] = dict(parent.to_dict()) if parent is not None else {}
+    merged.update(table)
+    kw["preferences"] = merged
+    kw["stages"] = None if "stages" not in data else kw.get("stages")
 
 
 #: floors where a higher value is stricter, and where a lower one is (the rest of the numeric fields are
@@ -465,7 +548,8 @@ def _coerce(name: str, key: str, val: Any) -> Any:
         if not ok:
             raise PolicyError(f"policy {name}: {key} must be {what}, got {val!r}")
 
-    if key in ("allow_learned", "lossless_only", "standard_only", "keep_metadata"):
+    if key in ("allow_learned", "lossless_only", "standard_only", "keep_metadata", "dicom_out", "bounded_only",
+               "uses_gpu"):
         want(isinstance(val, bool), "true or false")
         return val
     if key in ("name", "description", "hardware", "model"):
@@ -486,6 +570,8 @@ def _coerce(name: str, key: str, val: Any) -> Any:
     if key in ("stages", "accept"):
         if val is None:
             return None
+        if key == "accept" and isinstance(val, str) and val.strip().lower() == "browsers":
+            return BROWSER_FORMATS          # every major browser's formats, as the format registry says
         want(isinstance(val, (list, tuple)) and all(isinstance(v, str) for v in val), "a list of strings")
         if key == "accept":
             return tuple(_FORMAT_ALIASES.get(v.strip().lower(), v.strip().lower()) for v in val)
@@ -533,34 +619,21 @@ def _auto() -> Policy:
                   "delivery; photos -> delivery; never controlled", floors=Floors.delivery())
 
 
-@register_policy
-def _archive() -> Policy:
-    return Policy("archive", "lossless only, never bigger than the original (kept as is when nothing is smaller; "
-                  "a JPEG transcoded losslessly to JPEG XL), metadata kept, bit-exact verified",
-                  stages=None, floors=Floors.lossless_only(), lossless_only=True, metadata="keep")
+def _builtin_files() -> dict[str, Any]:
+    """The built-in policies' TOML files (``inverity/policies/builtin/*.toml``) by stem, as package resources."""
+    folder = importlib.resources.files("inverity") / "policies" / "builtin"
+    return {e.name[: -len(".toml")]: e for e in sorted(folder.iterdir(), key=lambda e: e.name)
+            if e.name.endswith(".toml") and e.is_file()}
 
 
-@register_policy
-def _diagnostic() -> Policy:
-    return Policy("diagnostic", "lossless (or within max_abs_error), DICOM dataset kept, never learned",
-                  floors=Floors.lossless_only(), metadata="keep")
-
-
-@register_policy
-def _delivery() -> Policy:
-    return Policy("delivery", "formats every major browser decodes (AVIF, WebP, JPEG, PNG); quality searched to "
-                  "meet the perceptual floor at the fewest bytes; line art lossless where smaller; metadata the "
-                  "output cannot carry is dropped and recorded", floors=Floors.delivery(), accept=BROWSER_FORMATS,
-                  metadata="strip")
-
-
-@register_policy
-def _controlled() -> Policy:
-    return Policy("controlled", "delivery plus the learned stage, competing with the classical candidates "
-                  "(smallest passing wins), for in-distribution photos within the decode budget (clients run our "
-                  "decoder); learned outputs wait for review", floors=Floors.controlled(), allow_learned=True,
-                  standard_only=False, decode_budget_ms_per_mp=10000.0, hardware="cpu", metadata="strip",
-                  review="learned")
+def _register_builtins() -> None:
+    """Read each built-in's TOML file with the loader user files go through (no policy is defined in code but
+    ``auto``, which is a resolver); ``source`` stays ``"builtin"``."""
+    for stem, entry in _builtin_files().items():
+        pol = _policy_from_toml(entry.read_bytes(), f"inverity/policies/builtin/{entry.name}")
+        if pol.name != stem:
+            raise PolicyError(f"inverity/policies/builtin/{entry.name}: name {pol.name!r} differs from the file's")
+        register_policy(dataclasses.replace(pol, source="builtin"))
 
 
 def load_policy_file(path: str | os.PathLike[str]) -> Policy:
@@ -625,3 +698,6 @@ def _shipped_policies() -> dict[str, Any]:
 def example_policies() -> dict[str, Path]:
     """The example policy files shipped in ``inverity/policies/`` by name (usable by name: ``get_policy("web")``)."""
     return {name: Path(str(entry)) for name, entry in _shipped_policies().items()}
+
+
+_register_builtins()

@@ -64,8 +64,6 @@ STATES = ("not_required", "pending", "approved", "rejected")
 #: verdicts a reviewer can give
 VERDICTS = ("approve", "reject")
 _RULE_RE = re.compile(r"(none|required|learned)|sample:(\d+(?:\.\d*)?|\.\d+)")
-#: policies whose default is "learned" when the policy itself has no ``review`` field
-_LEARNED_BY_DEFAULT = ("controlled",)
 
 
 class ReviewError(InverityError):
@@ -122,12 +120,17 @@ def parse_rule(spec: Any) -> Rule:
 
 
 def rule_of(policy: Any) -> Rule:
-    """The review rule of a policy: its ``review`` field, else ``learned`` for controlled and ``none`` otherwise."""
+    """The review rule of a policy: its ``review`` field (a policy given by name or path is read first), else
+    ``none``."""
     spec = getattr(policy, "review", None)
-    if spec is None:
-        name = policy if isinstance(policy, str) else getattr(policy, "name", "")
-        spec = "learned" if name in _LEARNED_BY_DEFAULT else "none"
-    return parse_rule(spec)
+    if spec is None and isinstance(policy, str):
+        from .policy import get_policy
+
+        try:
+            spec = get_policy(policy).review
+        except InverityError:
+            spec = None
+    return parse_rule(spec or "none")
 
 
 def sampled(rule: Rule, input_sha256: str, policy_name: str) -> bool:

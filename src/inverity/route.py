@@ -2,8 +2,9 @@
 
 ``plan`` is a pure function of its arguments (the stage capabilities and the learned-model facts can be passed
 in; by default they come from the stage registry and the model zoo). Preference is data (STYLE.md 6): the
-order of stages per policy family and content kind lives in :data:`PREFERENCES`; the code only filters it by
-what the policy and the image allow, and says why each stage was kept or skipped.
+order of stages per content kind is the policy's own ``preferences`` table (a built-in's is in its TOML file,
+``inverity/policies/builtin/``); the code only filters it by what the policy and the image allow, and says why
+each stage was kept or skipped. No behaviour here depends on a policy's name.
 
 How the pipeline uses a plan
 ----------------------------
@@ -23,12 +24,13 @@ Stages that were considered but not allowed are not candidates; :func:`make_plan
     3. webp q=search [group 1]: ...
     skipped jxl-jpeg: transcodes jpeg inputs only; this input is png
 
-Policy families
----------------
-A policy's family picks its preference table: ``allow_learned`` → controlled; ``lossless_only`` → archive;
-bit-exact or bounded-error floors → diagnostic; otherwise delivery. So a user policy that ``extends`` a
-built-in (or just sets the same switches) routes like it. A policy with an explicit ``stages`` list uses that
-list, in that order, instead of the table.
+Preferences
+-----------
+A policy's ``preferences`` maps a content kind to groups of stages (``"*"``: every kind not named); a user
+policy that ``extends`` a built-in inherits its table and may replace the groups of any kind. A policy with an
+explicit ``stages`` list uses that list, in that order (one stage per group), instead. Which stages are
+refused is data too: ``lossless_only`` (bit-exact only), ``bounded_only`` (lossless or near-lossless),
+``allow_learned``, ``standard_only``, ``accept``, ``metadata``.
 
 Examples
 --------
@@ -52,57 +54,16 @@ from typing import Any, Mapping, NamedTuple
 from .analyse import Profile
 from .image import Image
 from .formats import dicom_transfer_syntaxes
+from .errors import PolicyError
+from ._preferences import Group, parse_entry
 from .policy import CODEC_FORMAT, Policy, client_format, get_policy
 from .verify import Floors
 
-__all__ = ["Candidate", "Skipped", "Plan", "Resolution", "PREFERENCES", "AUTO_BY_FLAG", "AUTO_BY_KIND",
-           "DICOM_TRANSFER_SYNTAX_STAGES", "LINE_ART_KINDS", "policy_family", "resolve_policy", "make_plan", "plan",
-           "explain"]
-
-Group = tuple[str, ...]
+__all__ = ["Candidate", "Skipped", "Plan", "Resolution", "AUTO_BY_FLAG", "AUTO_BY_KIND",
+           "DICOM_TRANSFER_SYNTAX_STAGES", "LINE_ART_KINDS", "resolve_policy", "make_plan", "plan", "explain"]
 
 #: content kinds whose delivery goes lossless / near-lossless first
 LINE_ART_KINDS = ("drawing", "screen", "synthetic")
-
-_LINE_ART_DELIVERY: tuple[Group, ...] = (
-    # one group: lossless or near-lossless *where that is smaller* (DESIGN.md) — the lossy stages compete,
-    # held to the stricter line-art floors (KIND_FLOOR_OVERRIDES), and the smallest that passes wins; a
-    # screentone-heavy comic page is often several times smaller as AVIF/JXL at SSIMULACRA2 >= 80
-    # ``original``: the input file as is, where the clients accept its format and nothing smaller passes
-    ("webp-lossless", "png", "jxl-lossless", "jpegls?near=2", "avif", "jxl", "webp", "jpeg", "original"),
-)
-# PNG last: the one browser format for what no lossy one takes (16-bit gray: never silently reduced to 8 bits)
-_PHOTO_DELIVERY: tuple[Group, ...] = (("avif",), ("webp",), ("jpeg",), ("jxl",), ("png",))
-
-#: family -> kind ("*" = any other) -> groups of table entries (``codec_id`` or ``codec_id?opt=value``)
-PREFERENCES: dict[str, dict[str, tuple[Group, ...]]] = {
-    # every archive candidate is bit-exact, so they are one group: the smallest wins; keeping the original file
-    # and (JPEG inputs only) the lossless JPEG -> JPEG XL transcoding compete, so nothing grows
-    "archive": {
-        "photo": (("jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"),),
-        "medical": (("jpegls", "jpeg2000", "jxl-lossless", "png", "jxl-jpeg", "original"),),
-        "drawing": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
-        "screen": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
-        "synthetic": (("png", "jxl-lossless", "jpegls", "jpeg2000", "jxl-jpeg", "original"),),
-        "*": (("jxl-jpeg", "jxl-lossless", "jpeg2000", "png", "jpegls", "original"),),
-    },
-    # lossless (or bounded error through JPEG-LS near=n); JPEG-LS and JPEG 2000 are also DICOM transfer syntaxes
-    "diagnostic": {
-        "medical": (("jpegls", "jpeg2000", "jxl-lossless", "png"),),
-        "*": (("jpegls", "jxl-lossless", "png", "jpeg2000", "webp-lossless"),),
-    },
-    "delivery": {
-        "photo": _PHOTO_DELIVERY,
-        "drawing": _LINE_ART_DELIVERY,
-        "screen": _LINE_ART_DELIVERY,
-        "synthetic": _LINE_ART_DELIVERY,
-        "*": _PHOTO_DELIVERY,
-    },
-}
-# controlled: the learned stage competes in delivery's first group (smallest passing wins, DESIGN.md), for every
-# kind (kept only when every condition holds, so a drawing's plan still says *why* it was skipped)
-PREFERENCES["controlled"] = {kind: (("learned",) + groups[0],) + groups[1:]
-                             for kind, groups in PREFERENCES["delivery"].items()}
 
 #: lossy candidates for these kinds are held to stricter floors (text and thin lines show ringing first)
 KIND_FLOOR_OVERRIDES: dict[str, dict[str, float]] = {
@@ -205,23 +166,6 @@ class Resolution(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------------------
-def policy_family(policy: Policy) -> str:
-    """Which preference table a policy uses (see the module docstring).
-
-    Examples
-    --------
-    >>> policy_family(get_policy("archive")), policy_family(get_policy("delivery"))
-    ('archive', 'delivery')
-    """
-    if policy.allow_learned:
-        return "controlled"
-    if policy.lossless_only:
-        return "archive"
-    if policy.floors.lossless or policy.max_abs_error:
-        return "diagnostic"
-    return "delivery"
-
-
 def resolve_policy(profile: Profile, policy: Policy | str = "auto", image: Image | None = None) -> Resolution:
     """The concrete policy for this asset: ``auto`` picks by flags then kind; any other policy is itself.
 
@@ -254,16 +198,6 @@ def resolve_policy(profile: Profile, policy: Policy | str = "auto", image: Image
 
 
 # ----------------------------------------------------------------------------------------------------------
-def _parse_entry(entry: str) -> tuple[str, dict[str, Any]]:
-    """``"jpegls?near=2"`` → ``("jpegls", {"near": 2})``."""
-    cid, _, rest = entry.partition("?")
-    opts: dict[str, Any] = {}
-    for kv in filter(None, rest.split("&")):
-        k, _, v = kv.partition("=")
-        opts[k] = int(v) if v.lstrip("-").isdigit() else {"true": True, "false": False}.get(v, v)
-    return cid, opts
-
-
 def _registry_caps() -> dict[str, Any]:
     try:
         from .stages.base import list_stages
@@ -395,14 +329,15 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
         meta.append("dicom")
     mp = (image.width * image.height / 1e6) if image is not None else profile.megapixels
 
-    family = policy_family(resolved)
     if resolved.stages is not None:
         groups: tuple[Group, ...] = tuple((s,) for s in resolved.stages)
         source = f"policy {resolved.name}'s stage list"
+    elif resolved.preferences is not None:
+        groups = resolved.preferences.for_kind(profile.kind)
+        source = f"{resolved.name} table for {profile.kind}"
     else:
-        table = PREFERENCES[family]
-        groups = table.get(profile.kind, table["*"])
-        source = f"{family} table for {profile.kind}"
+        raise PolicyError(f"policy {resolved.name} has no stage preferences: give it extends = \"<built-in>\", a "
+                          "stages list or a [preferences] table")
 
     def select(icc_guard: str | None) -> tuple[list[Candidate], list[Skipped]]:
         candidates: list[Candidate] = []
@@ -412,7 +347,7 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
         for group in groups:
             kept_in_group = False
             for entry in group:
-                cid, opts = _parse_entry(entry)
+                cid, opts = parse_entry(entry)
                 cap = caps.get(cid)
                 if cap is not None and getattr(cap, "near_lossless", False) and resolved.max_abs_error:
                     opts = {**opts, "near": int(resolved.max_abs_error)}        # the policy's bound wins
@@ -421,7 +356,7 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
                 if key in seen:
                     continue
                 seen.add(key)
-                refusal = _refuse(cid, cap, near, resolved, family, width, channels, alpha, meta, src_format)
+                refusal = _refuse(cid, cap, near, resolved, width, channels, alpha, meta, src_format)
                 if refusal is None and icc_guard and "icc" not in getattr(cap, "metadata", ()):
                     refusal = (f"{cid} cannot carry the ICC profile {icc_guard!r}, which is not sRGB: its colours "
                                "would be shown as sRGB (mislabelled)")
@@ -459,8 +394,8 @@ def _non_srgb_icc(image: Image) -> str | None:
     return None if "srgb" in desc.lower() else desc
 
 
-def _refuse(cid: str, cap: Any, near: int, policy: Policy, family: str, width: int, channels: int,
-            alpha: bool, meta: list[str], source: str | None = None) -> str | None:
+def _refuse(cid: str, cap: Any, near: int, policy: Policy, width: int, channels: int, alpha: bool,
+            meta: list[str], source: str | None = None) -> str | None:
     """Why ``cid`` may not be used here, or None."""
     if cap is None:
         return "stage not installed (not in the stage registry)"
@@ -475,9 +410,9 @@ def _refuse(cid: str, cap: Any, near: int, policy: Policy, family: str, width: i
         return f"policy {policy.name} never uses the learned stage"
     if policy.standard_only and not getattr(cap, "standard", True):
         return f"policy {policy.name} allows standardised formats only"
-    if (policy.lossless_only or family == "archive") and (not cap.lossless or near):
+    if policy.lossless_only and (not cap.lossless or near):
         return f"policy {policy.name} is lossless only and {cid}{f' near={near}' if near else ''} is lossy"
-    if family == "diagnostic" and not cap.lossless:
+    if policy.bounded_only and not cap.lossless:
         return f"policy {policy.name} allows lossless or bounded-error stages only; {cid} is lossy"
     if width not in cap.bit_depths:
         return (f"{cid} takes {'/'.join(map(str, cap.bit_depths))}-bit samples; this image is {width}-bit "

@@ -83,7 +83,7 @@ def oracle_candidates(profile: Any, policy: Any, image: Any, plan: Sequence[Any]
     """Everything ``policy`` allows for this image, not only what the router planned for its kind.
 
     The router picks a preference table by the image's *estimated* kind; the oracle takes the union of the
-    plans for every kind of the policy's family (so a drawing misread as a photo still has its lossless
+    plans for every kind of the policy's preference table (so a drawing misread as a photo still has its lossless
     options measured), each verified against the floors the router applies to *this* image (its plan's lossy
     floors for lossy stages; bit-exact for lossless; the bound for near-lossless). When the policy allows the
     learned stage but the router's gate skipped it (out of distribution, decode budget), the oracle tries it
@@ -111,9 +111,10 @@ def oracle_candidates(profile: Any, policy: Any, image: Any, plan: Sequence[Any]
         try:
             import dataclasses
 
-            from ..route import PREFERENCES, make_plan, policy_family
+            from ..route import make_plan
 
-            kinds = [k for k in PREFERENCES.get(policy_family(policy), {}) if k != "*"] + ["texture"]
+            # every kind the policy's table names, plus one it does not (its "*" groups)
+            kinds = [k for k in (getattr(policy, "preferences", None) or {}) if k != "*"] + ["texture"]
             for kind in kinds:
                 other = make_plan(dataclasses.replace(profile, kind=kind), policy, image)
                 for c in other.candidates:

@@ -5,10 +5,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from ..policy import BUILTIN_POLICIES
+
 __all__ = ["ServerConfig", "ApiError", "BUILTIN_POLICY_NAMES", "CACHE_CONTROL", "one_line"]
 
 #: the policies a client may name (never a path: policy files are the operator's business, not the client's)
-BUILTIN_POLICY_NAMES: tuple[str, ...] = ("auto", "archive", "diagnostic", "delivery", "controlled")
+#: (the policy module's list: one place for the built-in names)
+BUILTIN_POLICY_NAMES: tuple[str, ...] = BUILTIN_POLICIES
 #: renditions never change for an id (content-addressed), so caches may keep them for a year without revalidating
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 

@@ -384,5 +384,4 @@ class Store:
             pol = self.toolkit.get_policy(name)
         except Exception:  # noqa: BLE001
             return False
-        allow = getattr(pol, "allow_learned", None)
-        return bool(allow) if allow is not None else name == "controlled"
+        return bool(getattr(pol, "allow_learned", False))      # the policy's data, never its name
