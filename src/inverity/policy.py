@@ -452,13 +452,11 @@ class Policy:
 def _merge_preferences(name: str, data: Mapping[str, Any], kw: dict[str, Any], parent: Preferences | None) -> None:
     """Put the policy's preferences into ``kw``: the file's ``[preferences]`` table merged over the parent's
     *per kind* (a kind the file names replaces the parent's groups for it; the others are kept). A file may give
-    ``stages`` or ``[preferences]``, not both; naming one replaces what it inherited of the other."""
+    ``stages`` or ``[preferences]``, not both (:func:`_policy_from_toml`); naming the table drops inherited stages
+    (``to_dict`` output may hold both: ``stages`` then wins, as in the router)."""
     if "preferences" not in data:
         return
     table = data["preferences"]
-    if "stages" in data and table is not None and data["stages"] is not None:
-        raise PolicyError(f"policy {name}: give stages (one order for every kind) or [preferences] (groups per "
-                          "kind), not both")
     if table is None:
         kw["preferences"] = None
         return
@@ -468,7 +466,8 @@ def _merge_preferences(name: str, data: Mapping[str, Any], kw: dict[str, Any], p
     merged: dict[str, Any] = dict(parent.to_dict()) if parent is not None else {}
     merged.update(table)
     kw["preferences"] = merged
-    kw["stages"] = None if "stages" not in data else kw.get("stages")
+    if "stages" not in data:
+        kw["stages"] = None
 
 
 #: floors where a higher value is stricter, and where a lower one is (the rest of the numeric fields are
@@ -651,6 +650,9 @@ def _policy_from_toml(raw: bytes, p: Any) -> Policy:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"policy file {p}: not valid TOML ({exc})") from None
+    if isinstance(data.get("stages"), list) and isinstance(data.get("preferences"), dict):
+        raise PolicyError(f"{p}: policy {data.get('name', Path(str(p)).stem)}: give stages (one order for every "
+                          "kind) or [preferences] (groups per kind), not both")
     try:
         return Policy.from_dict(data, source=str(p))
     except PolicyError as exc:
