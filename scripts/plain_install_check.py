@@ -51,6 +51,8 @@ def main() -> int:
         ("unknown command", ["nosuch"], "no such command"),
         ("missing folder", ["compress", str(tmp / "nodir"), "-o", str(tmp / "out")], "nodir"),
         ("output over input", ["encode", str(good), "-o", str(good), "--codec", "png"], "refusing to write"),
+        # the built-in policies are package data (inverity/policies/builtin/*.toml): the list names them
+        ("unknown policy", ["compress", str(good), "-o", str(tmp / "out"), "--policy", "nosuch"], "diagnostic"),
     ]
     failures = 0
     for label, argv, needle in cases:
@@ -67,8 +69,15 @@ def main() -> int:
     ok = p.returncode == 0 and (tmp / "ok.webp").is_file()
     failures += not ok
     print(f"{'ok  ' if ok else 'FAIL'} a plain encode works: rc={p.returncode} {p.stderr.strip()[:200]}")
+    # a built-in policy read from the installed package's TOML file routes and writes (archive: lossless)
+    p = subprocess.run([exe, "compress", str(good), "-o", str(tmp / "arch"), "--policy", "archive", "--jobs", "1"],
+                       capture_output=True, text=True, timeout=300)
+    ok = p.returncode == 0 and any(f.name.startswith("good.") for f in (tmp / "arch").glob("good.*"))
+    failures += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} a built-in policy from package data works: rc={p.returncode} "
+          f"{p.stderr.strip()[:200]}")
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"plain-install check: {len(cases) + 1 - failures}/{len(cases) + 1} passed")
+    print(f"plain-install check: {len(cases) + 2 - failures}/{len(cases) + 2} passed")
     return 1 if failures else 0
 
 
