@@ -66,12 +66,11 @@ User policies are TOML files; every key is checked, and contradictions are refus
 
 A policy that ``extends`` a built-in inherits all of it; its ``[preferences]`` table is merged **per kind** (a
 kind it names gets the file's groups, the others keep the parent's). Floors of a policy that ``extends`` another
-are merged with the parent's **key by key**: a key the file does
-not name keeps the parent's value. Loosening or removing a check is allowed, but only by writing it in the
-file, and it is never silent: ``key = false`` removes a check (``lossless = false`` too), a value weaker than
-the parent's loosens it, and each such change becomes a note (``Policy.floor_notes``) that the pipeline writes
-into every decision record — ``"floor local_snr removed by policy web"``, ``"floor ssimulacra2 loosened 70 ->
-50 by policy x"``. ``max_abs_error = n`` on a lossless parent removes ``lossless`` the same, recorded way.
+are merged with the parent's **key by key**: a key the file does not name keeps the parent's value. Loosening
+or removing a check is allowed, but only by writing it in the file, and it is never silent: ``key = false``
+removes a check (``lossless = false`` too), a value weaker than the parent's loosens it, and each such change
+becomes a note (``Policy.floor_notes``) that the pipeline writes into every decision record — ``"floor
+local_snr removed by policy web"``, ``"floor ssimulacra2 loosened 70 -> 50 by policy x"``. ``max_abs_error = n`` on a lossless parent removes ``lossless`` the same, recorded way.
 Without ``extends`` the ``[floors]`` table is the whole set of floors (there is no parent to lose checks from).
 
 ``metadata`` says what happens to metadata (DICOM dataset, ICC profile, EXIF, XMP) an output cannot carry:
@@ -169,6 +168,7 @@ _TOML_KEYS = ("name", "description", "extends", "stages", "floors", "allow_learn
               "max_abs_error", "decode_budget_ms_per_mp", "hardware", "accept", "standard_only", "keep_metadata",
               "model", "metadata", "review", "effort", "floor_notes", "preferences", "dicom_out", "bounded_only",
               "uses_gpu")
+
 
 @dataclass(frozen=True)
 class Policy:

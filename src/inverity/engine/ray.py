@@ -6,7 +6,7 @@ Ray runtime is up yet, starts a local one with ``jobs`` CPUs. Every task becomes
 catalog, exactly as with the local engine — so outputs and catalog are the same whichever engine ran them.
 
 GPU placement: a task that may use the learned stage (its ``wants_gpu`` attribute is true — the pipeline sets it
-for the ``controlled`` policy) asks for a *fraction* of a GPU (``INVERITY_RAY_GPU_FRACTION``, default 0.25) when
+from the policy's ``uses_gpu``, true for ``controlled``) asks for a *fraction* of a GPU (``INVERITY_RAY_GPU_FRACTION``, default 0.25) when
 the cluster has GPUs, so several decodes share one card; classical tasks are CPU-only.
 
 Ray is an optional extra: ``pip install 'inverity[ray]'``; without it :func:`inverity.engine.get_engine` names
