@@ -14,7 +14,9 @@ from inverity.cli import main
 from inverity.errors import PolicyError
 from inverity.pipeline import _Task, Asset
 from inverity.policy import BUILTIN_POLICIES, Policy, Preferences, get_policy, load_policy_file
+from inverity.review import rule_of
 from inverity.route import make_plan
+from inverity.verify import Floors
 
 BUILTIN_DIR = importlib.resources.files("inverity") / "policies" / "builtin"
 
@@ -66,6 +68,21 @@ def test_builtin_switches_that_used_to_be_keyed_on_the_family_name() -> None:
     assert [n for n in BUILTIN_POLICIES if get_policy(n).uses_gpu] == ["controlled"]
     assert [n for n in BUILTIN_POLICIES if get_policy(n).bounded_only] == ["diagnostic"]
     assert get_policy("delivery").accept == ("avif", "webp", "jpeg", "png")      # accept = "browsers"
+
+
+def test_builtin_floors_are_the_calibrated_presets() -> None:
+    # the TOML files spell the numbers out; verify.Floors keeps the presets (and the calibration notes)
+    assert get_policy("delivery").floors == Floors.delivery()
+    assert get_policy("controlled").floors == Floors.controlled()
+    assert get_policy("archive").floors == get_policy("diagnostic").floors == Floors.lossless_only()
+    assert all(not get_policy(n).floor_notes for n in BUILTIN_POLICIES)
+
+
+def test_the_review_rule_of_a_policy_named_by_string_is_its_data(tmp_path: Path) -> None:
+    f = tmp_path / "checked.toml"
+    f.write_text('extends = "delivery"\nreview = "required"\n')
+    assert str(rule_of("controlled")) == "learned" and str(rule_of("delivery")) == "none"
+    assert str(rule_of(str(f))) == "required"
 
 
 def _prof(kind: str) -> Profile:
