@@ -33,7 +33,7 @@ from ._probe import (
     _j2k_siz,
     _jpeg_complete,
     _jpeg_sof,
-    _jxl_header,
+    jxl_header,
     _tiff_header,
     _webp_size,
 )
@@ -370,7 +370,7 @@ def _has_module(name: str) -> bool:
 def decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
-    width, height, bits, floating, animated = _jxl_header(data)
+    width, height, bits, floating, animated = jxl_header(data)
     _check_size(width, height, max_pixels)
     if animated:
         raise _Refusal("animated images are not supported (JPEG XL animation)")
