@@ -182,9 +182,17 @@ def _format_spellings() -> tuple[set[str], set[str]]:
     return spellings, spellings - set(list_stages())
 
 
+#: hand-written format lists in modules other helpers own ("<path under src/inverity>:<line>")
+#: TODO(integrator): stages/learned/train.py reads its training folders with imageio/Pillow by a hand-written
+#: IMAGE_EXTS (with .ppm, which image.load does not read); make it formats.walked_extensions() and read through
+#: image.load, then empty this (a stale entry fails the test)
+FORMAT_TABLE_EXEMPT = frozenset({"stages/learned/train.py"})
+
+
 def hand_written_format_tables(root: Path) -> list[str]:
     """``path:line`` of every dict literal under ``root`` (but ``formats.py``) keyed by two or more format names
-    or extensions, one of which is no stage id (tables keyed by stage id, e.g. rd's qualities, are not formats)."""
+    or extensions, and of every tuple/list/set literal of three or more, one of which is no stage id (tables
+    keyed by stage id, e.g. rd's qualities, are not formats; a stage's own two extensions are its capabilities)."""
     import ast
 
     spellings, format_only = _format_spellings()
@@ -194,19 +202,35 @@ def hand_written_format_tables(root: Path) -> list[str]:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Dict):
-                keys = [k.value for k in node.keys if isinstance(k, ast.Constant) and k.value in spellings]
-                if len(keys) >= 2 and set(keys) & format_only:
-                    found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+                keys, least = node.keys, 2
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                keys, least = node.elts, 3
+            else:
+                continue
+            hits = [k.value for k in keys if isinstance(k, ast.Constant) and k.value in spellings]
+            if len(hits) >= least and set(hits) & format_only:
+                found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
     return found
 
 
 def test_no_hand_written_format_table() -> None:
     """Issue 11: format knowledge is written once, in inverity.formats; a dict keyed by format names or extensions
-    anywhere else is a second copy (make it a view: a field of Format and a function in formats.py)."""
+    (or a list of them) anywhere else is a second copy (make it a view: a field of Format, a function in formats)."""
     import inverity
 
     root = Path(inverity.__file__).resolve().parent
-    assert hand_written_format_tables(root) == []
+    found = hand_written_format_tables(root)
+    assert [f for f in found if f.split(":")[0] not in FORMAT_TABLE_EXEMPT] == []
+    stale = FORMAT_TABLE_EXEMPT - {f.split(":")[0] for f in found}
+    assert not stale, f"no format table there now, remove from FORMAT_TABLE_EXEMPT: {sorted(stale)}"
+
+
+def test_bench_walks_the_files_load_reads() -> None:
+    from inverity.bench._data import IMAGE_SUFFIXES
+
+    assert IMAGE_SUFFIXES == F.walked_extensions()
+    assert {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".jxl", ".avif", ".dcm"} <= IMAGE_SUFFIXES
+    assert not {".ppm", ".pgm", ".inv", ".heic"} & IMAGE_SUFFIXES   # no loader reads them / not images to walk
 
 
 def test_the_table_check_finds_one(tmp_path: Path) -> None:
@@ -214,8 +238,9 @@ def test_the_table_check_finds_one(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "save.py").write_text('X = 1\nSAVE = {".png": "png", ".tif": "tiff"}\n')
     (tmp_path / "names.py").write_text('N = {"tif": "tiff", "jpg": "jpeg"}\n')
-    (tmp_path / "stages.py").write_text('Q = {"jpeg": 1, "webp": 2, "avif": 3}\n')   # keyed by stage id: fine
-    assert hand_written_format_tables(tmp_path) == ["names.py:1", "sub/save.py:2"]
+    (tmp_path / "stages.py").write_text('Q = {"jpeg": 1, "webp": 2, "avif": 3}\n'   # keyed by stage id: fine
+                                        'E = (".jp2", ".j2c")\nS = {".png", ".tif", ".bmp", ".ppm"}\n')
+    assert hand_written_format_tables(tmp_path) == ["names.py:1", "stages.py:3", "sub/save.py:2"]
 
 
 def test_server_tables_are_views() -> None:

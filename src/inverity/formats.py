@@ -26,7 +26,8 @@ __all__ = ["Format", "REGISTRY", "SAME_AS_INPUT", "register_format", "get_format
            "format_for_extension", "format_for_media_type", "by_stage", "sniff", "MAGIC",
            "default_extensions", "loadable_formats", "walked_formats", "served_media_types", "browser_formats",
            "accept_aliases", "known_extensions", "universal_media_types", "stage_formats", "stage_client_formats",
-           "dicom_transfer_syntaxes", "LazyView", "resolve", "writable_formats", "save_extensions", "titles"]
+           "dicom_transfer_syntaxes", "LazyView", "resolve", "writable_formats", "save_extensions", "titles",
+           "walked_extensions"]
 
 #: the ``format`` of a stage that writes the input's own format (``original``)
 SAME_AS_INPUT = "*"
@@ -270,6 +271,11 @@ def resolve(ref: str) -> Any:
 def walked_formats() -> frozenset[str]:
     """The formats a directory walk treats as images (by content)."""
     return frozenset(f.name for f in REGISTRY.values() if f.walked and f.loadable)
+
+
+def walked_extensions() -> frozenset[str]:
+    """The file extensions of the formats a directory walk treats as images (a dataset folder's image files)."""
+    return frozenset(e for f in REGISTRY.values() if f.walked and f.loadable for e in f.extensions)
 
 
 def served_media_types() -> dict[str, str]:
