@@ -125,7 +125,8 @@ def register_format(fmt: Format) -> Format:
 
 
 #: where the pixel door's decoders and ``save``'s writers live (``"module:function"`` references below)
-_LOAD, _PNG, _DICOM, _SAVE = "inverity.image._load", "inverity.image._png", "inverity.image._dicom", "inverity.image._save"
+_LOAD, _PNG, _DICOM, _SAVE = ("inverity.image._load", "inverity.image._png", "inverity.image._dicom",
+                              "inverity.image._save")
 
 for _f in (
     Format("inv", (".inv",), "application/x-inverity", ((0, b"INV1"),), served=5, walked=False,
