@@ -33,9 +33,9 @@ from ._probe import (
     _j2k_siz,
     _jpeg_complete,
     _jpeg_sof,
-    jxl_header,
     _tiff_header,
     _webp_size,
+    jxl_header,
 )
 
 
