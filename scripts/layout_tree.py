@@ -15,6 +15,7 @@ no lines. Lines are newline-separated lines, as ``wc -l`` counts them plus a las
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -147,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"layout_tree: error: no files under {args.root} at {args.rev or 'the work tree'}", file=sys.stderr)
         return 2
     where = f"at `{args.rev}`" if args.rev else "in the work tree"
-    print(f"### `{args.root}` {where}: {_files(n)}, {total:,} lines\n")
-    print("\n".join(render(tree, args.root.rstrip("/").rsplit("/", 1)[-1], dirs_only=args.dirs, depth=args.depth)))
+    body = render(tree, args.root.rstrip("/").rsplit("/", 1)[-1], dirs_only=args.dirs, depth=args.depth)
+    try:
+        print(f"### `{args.root}` {where}: {_files(n)}, {total:,} lines\n")
+        print("\n".join(body), flush=True)
+    except BrokenPipeError:   # `| head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")
     return 0
 
 
