@@ -1,6 +1,8 @@
 """The format registry (issue 11): one definition per format, every other table a view of it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from inverity import formats as F
@@ -110,7 +112,135 @@ def test_route_and_pipeline_tables_are_views() -> None:
 def test_loader_decodes_exactly_the_loadable_formats() -> None:
     from inverity.image import _load
 
-    assert set(_load._DECODERS) == F.loadable_formats()
+    assert set(_load._DECODERS) == F.loadable_formats() == {  # the hand-written table it replaced
+        "png", "jpeg", "jpegls", "gif", "bmp", "webp", "tiff", "avif", "jxl", "jp2", "j2k", "dicom", "inv"}
+    for fmt in F.list_formats():
+        decoder = _load._DECODERS.get(fmt.name)
+        if fmt.decoder:   # the function the Format names, nothing else
+            assert decoder is F.resolve(fmt.decoder), fmt.name
+        elif fmt.pillow:  # only a Pillow plugin: the generic Pillow decoder, told which format
+            assert decoder.func is _load.decode_pillow and decoder.args == (fmt.name,), fmt.name
+        else:
+            assert decoder is None and not fmt.loadable, fmt.name
+    # the Pillow plugin each decoder opens is the Format's (JPEG, TIFF and AVIF read metadata through Pillow too)
+    assert {f.name for f in F.list_formats() if f.pillow} == {"jpeg", "gif", "tiff", "bmp", "webp", "avif"}
+
+
+def test_save_tables_are_views() -> None:
+    from inverity.image import SAVE_FORMATS, _save, to_bytes
+
+    assert SAVE_FORMATS == F.save_extensions() == {  # the hand-written table it replaced
+        ".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
+        ".avif": "avif", ".jxl": "jxl", ".jls": "jpegls", ".jp2": "jp2", ".j2k": "j2k", ".j2c": "j2k",
+        ".bmp": "bmp", ".dcm": "dicom"}
+    assert dict(_save._ENCODERS) == {name: F.resolve(str(F.get_format(name).writer)) for name in F.writable_formats()}
+    assert set(_save._ENCODERS) == set(SAVE_FORMATS.values()) and set(_save._ENCODERS) <= F.loadable_formats()
+    # an extension without its dot names its format, as before ("tif", "jpg", "dcm", "jls")
+    import numpy as np
+
+    from inverity.image import Image
+
+    img = Image(np.zeros((2, 2, 1), np.uint8))
+    for spelling, name in (("tif", "tiff"), ("JPG", "jpeg"), (".jls", "jpegls"), ("j2c", "j2k")):
+        assert F.sniff(to_bytes(img, spelling)) == name, spelling
+    with pytest.raises(UnknownIdError, match="unknown output format 'gif'; available: avif, bmp, dicom"):
+        to_bytes(img, "gif")
+
+
+def test_messages_name_formats_by_their_title() -> None:
+    from inverity.image import _base, load
+
+    assert _base._FORMAT_NAMES == F.titles()
+    assert F.titles()["jxl"] == "JPEG XL" and F.titles()["jpegls"] == "JPEG-LS" and F.titles()["png"] == "PNG"
+    from inverity.errors import InputError
+
+    with pytest.raises(InputError, match="HEIF files are not supported as input"):
+        load(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)
+
+
+def test_a_new_format_reaches_load_and_save_through_its_entry() -> None:
+    """A format with a decoder and a writer is one entry: the loader's and save's tables find it."""
+    from inverity.image import _load, _save
+
+    fmt = F.register_format(F.Format("test-fmt", (".tfmt",), decoder="inverity.image._png:decode_png",
+                                     writer="inverity.image._save:write_png", title="Test"))
+    try:
+        assert _load._decoders()["test-fmt"] is F.resolve("inverity.image._png:decode_png")
+        assert _save._writers()["test-fmt"] is _save.write_png
+        assert F.save_extensions()[".tfmt"] == "test-fmt" and F.titles()["test-fmt"] == "Test"
+        assert fmt.loadable and "test-fmt" in F.loadable_formats()
+    finally:
+        del F.REGISTRY["test-fmt"]
+    with pytest.raises(ValueError, match="not a 'module:function' reference"):
+        F.resolve("inverity.image._png.decode_png")
+
+
+def _format_spellings() -> tuple[set[str], set[str]]:
+    """(every format name and extension, with and without the dot; those of them that are no stage's id)."""
+    exts = {e for f in F.list_formats() for e in f.extensions}
+    spellings = set(F.REGISTRY) | exts | {e[1:] for e in exts}
+    return spellings, spellings - set(list_stages())
+
+
+#: hand-written format lists in modules other helpers own ("<path under src/inverity>:<line>")
+#: TODO(integrator): stages/learned/train.py reads its training folders with imageio/Pillow by a hand-written
+#: IMAGE_EXTS (with .ppm, which image.load does not read); make it formats.walked_extensions() and read through
+#: image.load, then empty this (a stale entry fails the test)
+FORMAT_TABLE_EXEMPT = frozenset({"stages/learned/train.py"})
+
+
+def hand_written_format_tables(root: Path) -> list[str]:
+    """``path:line`` of every dict literal under ``root`` (but ``formats.py``) keyed by two or more format names
+    or extensions, and of every tuple/list/set literal of three or more, one of which is no stage id (tables
+    keyed by stage id, e.g. rd's qualities, are not formats; a stage's own two extensions are its capabilities)."""
+    import ast
+
+    spellings, format_only = _format_spellings()
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "formats.py" and path.parent == root:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict):
+                keys, least = node.keys, 2
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                keys, least = node.elts, 3
+            else:
+                continue
+            hits = [k.value for k in keys if isinstance(k, ast.Constant) and k.value in spellings]
+            if len(hits) >= least and set(hits) & format_only:
+                found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_no_hand_written_format_table() -> None:
+    """Issue 11: format knowledge is written once, in inverity.formats; a dict keyed by format names or extensions
+    (or a list of them) anywhere else is a second copy (make it a view: a field of Format, a function in formats)."""
+    import inverity
+
+    root = Path(inverity.__file__).resolve().parent
+    found = hand_written_format_tables(root)
+    assert [f for f in found if f.split(":")[0] not in FORMAT_TABLE_EXEMPT] == []
+    stale = FORMAT_TABLE_EXEMPT - {f.split(":")[0] for f in found}
+    assert not stale, f"no format table there now, remove from FORMAT_TABLE_EXEMPT: {sorted(stale)}"
+
+
+def test_bench_walks_the_files_load_reads() -> None:
+    from inverity.bench._data import IMAGE_SUFFIXES
+
+    assert IMAGE_SUFFIXES == F.walked_extensions()
+    assert {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".jxl", ".avif", ".dcm"} <= IMAGE_SUFFIXES
+    assert not {".ppm", ".pgm", ".inv", ".heic"} & IMAGE_SUFFIXES   # no loader reads them / not images to walk
+
+
+def test_the_table_check_finds_one(tmp_path: Path) -> None:
+    (tmp_path / "formats.py").write_text('MAGIC = {"png": 1, "tiff": 2}\n')   # the registry itself may
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "save.py").write_text('X = 1\nSAVE = {".png": "png", ".tif": "tiff"}\n')
+    (tmp_path / "names.py").write_text('N = {"tif": "tiff", "jpg": "jpeg"}\n')
+    (tmp_path / "stages.py").write_text('Q = {"jpeg": 1, "webp": 2, "avif": 3}\n'   # keyed by stage id: fine
+                                        'E = (".jp2", ".j2c")\nS = {".png", ".tif", ".bmp", ".ppm"}\n')
+    assert hand_written_format_tables(tmp_path) == ["names.py:1", "stages.py:3", "sub/save.py:2"]
 
 
 def test_server_tables_are_views() -> None:

@@ -399,10 +399,10 @@ def test_jxl_header_parser(width: int, height: int, bits: int) -> None:
     dtype = np.uint8 if bits == 8 else np.uint16
     data = imagecodecs.jpegxl_encode(np.zeros((height, width, 3), dtype), lossless=True, bitspersample=bits,
                                      effort=1)
-    assert image_module._jxl_header(data)[:4] == (width, height, bits, False)
+    assert image_module.jxl_header(data)[:4] == (width, height, bits, False)
     boxed = imagecodecs.jpegxl_encode(np.zeros((height, width), dtype), lossless=True, bitspersample=bits,
                                       usecontainer=True, effort=1)
-    assert image_module._jxl_header(boxed)[:2] == (width, height)
+    assert image_module.jxl_header(boxed)[:2] == (width, height)
 
 
 def test_dicom_bomb_refused() -> None:

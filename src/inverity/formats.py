@@ -6,15 +6,19 @@ for it, whether every browser decodes it, and the DICOM transfer syntax it is. E
 magic, the output extension by format, the media types the server offers, the policy's accept names and aliases,
 the CLI's known extensions) is a *view* computed here from :data:`REGISTRY`, never written a second time.
 
-A stage names the format it writes once, in ``Capabilities(format=...)``; :func:`by_stage` finds it.
+A stage names the format it writes once, in ``Capabilities(format=...)``; :func:`by_stage` finds it. The
+functions that read and write a format's files (``image.load``'s decoder, ``image.save``'s writer) are named
+here too, as ``"module:function"`` references imported on first use (as imageio's ``config/extensions.py`` names
+its plugins), so the registry stays importable without any codec.
 
 Sniffing is by content, never by extension: ``(name, offset, magic)`` rows checked in order, after three probes
 that a fixed prefix cannot express (DICOM's preamble, RIFF/WebP, the ISO-BMFF brands of AVIF/HEIF).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from .errors import UnknownIdError
 
@@ -22,7 +26,8 @@ __all__ = ["Format", "REGISTRY", "SAME_AS_INPUT", "register_format", "get_format
            "format_for_extension", "format_for_media_type", "by_stage", "sniff", "MAGIC",
            "default_extensions", "loadable_formats", "walked_formats", "served_media_types", "browser_formats",
            "accept_aliases", "known_extensions", "universal_media_types", "stage_formats", "stage_client_formats",
-           "dicom_transfer_syntaxes", "LazyView"]
+           "dicom_transfer_syntaxes", "LazyView", "resolve", "writable_formats", "save_extensions", "titles",
+           "walked_extensions"]
 
 #: the ``format`` of a stage that writes the input's own format (``original``)
 SAME_AS_INPUT = "*"
@@ -54,8 +59,17 @@ class Format:
         Position in the server's rendition order (the tie-break between equal sizes), or ``None``: not served.
     dicom_transfer_syntax
         The lossless DICOM transfer syntax this bitstream is (``image.dicom_bytes``), or ``None``.
-    loadable
-        The pixel door (``image.load``) decodes it.
+    title
+        What messages call it (``JPEG XL``); defaults to ``name`` in capitals.
+    decoder
+        ``"module:function"``: how the pixel door (``image.load``) decodes it, as
+        ``function(data, max_pixels) -> (pixels, bit_depth, metadata)``; ``None`` with ``pillow`` set: Pillow's
+        plugin decodes it (``image._load.decode_pillow``).
+    pillow
+        ``(plugin module, ImageFile class)`` of the Pillow plugin that parses it, or ``None``.
+    writer
+        ``"module:function"``: how ``image.save``/``image.to_bytes`` write it, as ``function(image) -> bytes``
+        (lossless except JPEG); ``None``: not written by ``save``.
     walked
         A directory walk picks such files up as images.
     claims_extensions
@@ -74,13 +88,23 @@ class Format:
     universal: bool = False
     served: int | None = None
     dicom_transfer_syntax: str | None = None
-    loadable: bool = True
+    title: str = ""
+    decoder: str | None = None
+    pillow: tuple[str, str] | None = None
+    writer: str | None = None
     walked: bool = True
     claims_extensions: bool = True
 
     def __post_init__(self) -> None:
         if not self.client:
             object.__setattr__(self, "client", self.name)
+        if not self.title:
+            object.__setattr__(self, "title", self.name.upper())
+
+    @property
+    def loadable(self) -> bool:
+        """The pixel door (``image.load``) decodes it: it names a decoder, or a Pillow plugin that reads it."""
+        return self.decoder is not None or self.pillow is not None
 
     @property
     def extension(self) -> str:
@@ -100,28 +124,44 @@ def register_format(fmt: Format) -> Format:
     return fmt
 
 
+#: where the pixel door's decoders and ``save``'s writers live (``"module:function"`` references below)
+_LOAD, _PNG, _DICOM, _SAVE = ("inverity.image._load", "inverity.image._png", "inverity.image._dicom",
+                              "inverity.image._save")
+
 for _f in (
-    Format("inv", (".inv",), "application/x-inverity", ((0, b"INV1"),), served=5, walked=False),
+    Format("inv", (".inv",), "application/x-inverity", ((0, b"INV1"),), served=5, walked=False,
+           title="inverity container", decoder=f"{_LOAD}:decode_inv"),
     Format("png", (".png",), "image/png", ((0, b"\x89PNG\r\n\x1a\n"),), browser_safe=True, universal=True,
-           served=4),
+           served=4, decoder=f"{_PNG}:decode_png", writer=f"{_SAVE}:write_png"),
     Format("jpeg", (".jpg", ".jpeg"), "image/jpeg", ((0, b"\xff\xd8\xff"),), aliases=("jpg", "image/jpg"),
-           browser_safe=True, universal=True, served=3),
-    Format("gif", (".gif",), "image/gif", ((0, b"GIF87a"), (0, b"GIF89a")), universal=True),
+           browser_safe=True, universal=True, served=3, decoder=f"{_LOAD}:decode_jpeg",
+           pillow=("JpegImagePlugin", "JpegImageFile"), writer=f"{_SAVE}:write_jpeg"),
+    Format("gif", (".gif",), "image/gif", ((0, b"GIF87a"), (0, b"GIF89a")), universal=True,
+           pillow=("GifImagePlugin", "GifImageFile")),
     Format("tiff", (".tif", ".tiff"), "image/tiff",
-           ((0, b"II*\x00"), (0, b"MM\x00*"), (0, b"II+\x00"), (0, b"MM\x00+"))),   # the last two: BigTIFF
-    Format("bmp", (".bmp",), "image/bmp", ((0, b"BM"),)),
+           ((0, b"II*\x00"), (0, b"MM\x00*"), (0, b"II+\x00"), (0, b"MM\x00+")),   # the last two: BigTIFF
+           decoder=f"{_LOAD}:decode_tiff", pillow=("TiffImagePlugin", "TiffImageFile"), writer=f"{_SAVE}:write_tiff"),
+    Format("bmp", (".bmp",), "image/bmp", ((0, b"BM"),), pillow=("BmpImagePlugin", "BmpImageFile"),
+           writer=f"{_SAVE}:write_bmp"),
     Format("jxl", (".jxl",), "image/jxl",
-           ((0, b"\xff\x0a"), (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n")), served=1),   # codestream, container
+           ((0, b"\xff\x0a"), (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n")), served=1,   # codestream, container
+           title="JPEG XL", decoder=f"{_LOAD}:decode_jxl", writer=f"{_SAVE}:write_jxl"),
     Format("jp2", (".jp2",), "image/jp2", ((0, b"\x00\x00\x00\x0cjP  \r\n\x87\n"),), aliases=("jpeg2000",),
-           dicom_transfer_syntax="jpeg2000"),
+           dicom_transfer_syntax="jpeg2000", title="JPEG 2000", decoder=f"{_LOAD}:decode_j2k",
+           writer=f"{_SAVE}:write_jp2"),
     Format("j2k", (".j2k", ".j2c"), None, ((0, b"\xff\x4f\xff\x51"),), client="jp2",
-           claims_extensions=False),  # JPEG 2000/HTJ2K codestream
-    Format("dicom", (".dcm",), "application/dicom", ((128, b"DICM"),)),
+           claims_extensions=False, title="JPEG 2000", decoder=f"{_LOAD}:decode_j2k",
+           writer=f"{_SAVE}:write_j2k"),  # JPEG 2000/HTJ2K codestream
+    Format("dicom", (".dcm",), "application/dicom", ((128, b"DICM"),), decoder=f"{_DICOM}:decode_dicom",
+           writer=f"{_SAVE}:write_dicom"),
     # no fixed prefix: found by the probes in sniff()
-    Format("jpegls", (".jls",), "image/jls", client="jls", aliases=("jpeg-ls",), dicom_transfer_syntax="jpegls"),
-    Format("webp", (".webp",), "image/webp", browser_safe=True, served=2),
-    Format("avif", (".avif",), "image/avif", browser_safe=True, served=0),
-    Format("heif", (".heic", ".heif"), "image/heif", loadable=False, walked=False),
+    Format("jpegls", (".jls",), "image/jls", client="jls", aliases=("jpeg-ls",), dicom_transfer_syntax="jpegls",
+           title="JPEG-LS", decoder=f"{_LOAD}:decode_jpegls", writer=f"{_SAVE}:write_jpegls"),
+    Format("webp", (".webp",), "image/webp", browser_safe=True, served=2, title="WebP",
+           pillow=("WebPImagePlugin", "WebPImageFile"), writer=f"{_SAVE}:write_webp"),
+    Format("avif", (".avif",), "image/avif", browser_safe=True, served=0, decoder=f"{_LOAD}:decode_avif",
+           pillow=("AvifImagePlugin", "AvifImageFile"), writer=f"{_SAVE}:write_avif"),
+    Format("heif", (".heic", ".heif"), "image/heif", walked=False),   # recognised, refused: no decoder
 ):
     register_format(_f)
 
@@ -196,13 +236,47 @@ def default_extensions() -> dict[str, str]:
 
 
 def loadable_formats() -> frozenset[str]:
-    """The formats ``image.load`` decodes (each has a decoder in ``image._load``)."""
+    """The formats ``image.load`` decodes (each names a decoder or a Pillow plugin)."""
     return frozenset(f.name for f in REGISTRY.values() if f.loadable)
+
+
+def writable_formats() -> tuple[str, ...]:
+    """The formats ``image.save``/``image.to_bytes`` write (each names a writer), in registry order."""
+    return tuple(f.name for f in REGISTRY.values() if f.writer)
+
+
+def save_extensions() -> dict[str, str]:
+    """File extension -> the format ``image.save`` writes for it (every extension of a writable format)."""
+    return {e: f.name for f in REGISTRY.values() if f.writer for e in f.extensions}
+
+
+def titles() -> dict[str, str]:
+    """Format name -> what messages call it (``jxl`` -> ``JPEG XL``)."""
+    return {f.name: f.title for f in REGISTRY.values()}
+
+
+def resolve(ref: str) -> Any:
+    """The object a ``"module:attribute"`` reference names (a format's decoder or writer), imported now.
+
+    Examples
+    --------
+    >>> resolve("inverity.formats:sniff") is sniff
+    True
+    """
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{ref!r} is not a 'module:function' reference")
+    return getattr(importlib.import_module(module), attr)
 
 
 def walked_formats() -> frozenset[str]:
     """The formats a directory walk treats as images (by content)."""
     return frozenset(f.name for f in REGISTRY.values() if f.walked and f.loadable)
+
+
+def walked_extensions() -> frozenset[str]:
+    """The file extensions of the formats a directory walk treats as images (a dataset folder's image files)."""
+    return frozenset(e for f in REGISTRY.values() if f.walked and f.loadable for e in f.extensions)
 
 
 def served_media_types() -> dict[str, str]:
@@ -261,20 +335,23 @@ def dicom_transfer_syntaxes() -> dict[str, str]:
     return out
 
 
-class LazyView(Mapping[str, str]):
+V = TypeVar("V")
+
+
+class LazyView(Mapping[str, V]):
     """A read-only mapping computed on first use: a stage-derived view without importing the stages (and their
-    codecs) when the module that holds it is imported."""
+    codecs) when the module that holds it is imported; a table of decoders without importing them."""
 
-    def __init__(self, build: Callable[[], dict[str, str]]) -> None:
-        self._build: Callable[[], dict[str, str]] = build
-        self._data: dict[str, str] | None = None
+    def __init__(self, build: Callable[[], dict[str, V]]) -> None:
+        self._build: Callable[[], dict[str, V]] = build
+        self._data: dict[str, V] | None = None
 
-    def _get(self) -> dict[str, str]:
+    def _get(self) -> dict[str, V]:
         if self._data is None:
             self._data = self._build()
         return self._data
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> V:
         return self._get()[key]
 
     def __iter__(self) -> Iterator[str]:

@@ -8,12 +8,13 @@ import numpy as np
 
 from .._atomic import atomic_write_bytes
 from ..errors import InputError
+from ..formats import walked_extensions
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "read_pixels", "write_png", "corrupted_path", "image_key"]
 
-#: file suffixes the benchmarks treat as images when walking a dataset folder
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm",
-                                            ".pgm", ".jxl", ".avif"})
+#: file suffixes the benchmarks treat as images when walking a dataset folder: those of the formats ``image.load``
+#: reads (a view of :mod:`inverity.formats`; ``.ppm``/``.pgm`` were listed by hand once, and no loader reads them)
+IMAGE_SUFFIXES: frozenset[str] = walked_extensions()
 
 
 def list_images(root: str | os.PathLike[str], limit: int | None = None) -> list[Path]:

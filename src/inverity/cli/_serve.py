@@ -44,8 +44,7 @@ def serve_cmd(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve upload -> compress and Accept-negotiated downloads over HTTP (needs the "server" extra)."""
-    from ..server import ServerConfig, serve
-    from ..server._review import parse_tokens, register_policy_files
+    from ..server import ServerConfig, parse_tokens, register_policy_files, serve
 
     token, reviewers = parse_tokens(tokens)
     if reviewers and not token:   # reviewers only: the API still needs a token, and only theirs will do

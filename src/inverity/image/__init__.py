@@ -19,7 +19,8 @@ exception escapes (a learned-stage model that is missing or altered raises its o
 
 Modules: :mod:`._load` (``load`` and the per-format decoders), :mod:`._probe` (header parsers), :mod:`._png`
 (the PNG chunk layer, in and out), :mod:`._dicom`, :mod:`._exif` (orientation), :mod:`._save`, :mod:`._base`
-(``Image``, limits, error wording).
+(``Image``, limits, error wording). Which function decodes or writes a format is said once, by its entry in
+:mod:`inverity.formats` (``Format.decoder``, ``Format.pillow``, ``Format.writer``).
 
 Decoding is delegated: Pillow for the common raster formats and their metadata, imagecodecs where Pillow would
 lose precision (16-bit PNG/TIFF, 10/12-bit AVIF and JPEG XL) or has no codec (JPEG-LS, JPEG XL, lossless JPEG),
@@ -48,10 +49,13 @@ from ..errors import InputError, UnknownIdError, UnsupportedInputError  # noqa: 
 from ._base import DEFAULT_MAX_PIXELS, Image, read_source
 from ._dicom import DICOM_TRANSFER_SYNTAXES, dicom_bytes, dicom_values
 from ._load import _pil_pixels, load  # noqa: F401 - _pil_pixels: used by tests
-from ._probe import _jxl_header  # noqa: F401 - used by stages.classical
+from ._png import png_embed, png_encode, png_extract
+from ._probe import jxl_header
 from ._save import SAVE_FORMATS, save, to_bytes
 
 __all__ = [
     "Image", "load", "read_source", "save", "to_bytes", "dicom_bytes", "dicom_values",
     "DEFAULT_MAX_PIXELS", "DICOM_TRANSFER_SYNTAXES", "SAVE_FORMATS",
+    # the PNG chunk layer and the JPEG XL header parser, shared with the PNG and JPEG XL stages
+    "png_encode", "png_embed", "png_extract", "jxl_header",
 ]

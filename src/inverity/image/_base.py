@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError
+from ..formats import titles
 
 #: like Pillow's MAX_IMAGE_PIXELS * 2 (its hard error threshold): refuse before decoding
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -100,12 +101,8 @@ _TRUNCATION = re.compile(
     re.IGNORECASE,
 )
 
-#: human names used in messages
-_FORMAT_NAMES = {
-    "png": "PNG", "jpeg": "JPEG", "jpegls": "JPEG-LS", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL",
-    "jp2": "JPEG 2000", "j2k": "JPEG 2000", "tiff": "TIFF", "gif": "GIF", "bmp": "BMP", "dicom": "DICOM",
-    "inv": "inverity container", "heif": "HEIF",
-}
+#: human names used in messages (a view of the format registry's ``Format.title``)
+_FORMAT_NAMES = titles()
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -1,4 +1,4 @@
-"""DICOM in (``_decode_dicom``) and out (:func:`dicom_values`, :func:`dicom_bytes`)."""
+"""DICOM in (``decode_dicom``) and out (:func:`dicom_values`, :func:`dicom_bytes`)."""
 from __future__ import annotations
 
 import copy
@@ -102,7 +102,7 @@ def _check_native_length(got: int, rows: int, cols: int, samples: int, allocated
     raise _Refusal(f"DICOM pixel data is {got:,} bytes but {header} bytes; refusing to guess which pixels are meant")
 
 
-def _decode_dicom(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_dicom(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import pydicom
 
     ds = pydicom.dcmread(io.BytesIO(data))

@@ -1,6 +1,7 @@
 """``load``: the one door pixels enter by (sniff -> header probe and pixel limit -> decode -> checks)."""
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import warnings
@@ -9,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ContainerError, InputError, InverityError, PixelLimitError, UnknownIdError
-from ..formats import sniff
+from ..formats import Format, LazyView, get_format, list_formats, resolve, sniff
 from ._base import (
     _FORMAT_NAMES,
     DEFAULT_MAX_PIXELS,
@@ -23,9 +24,7 @@ from ._base import (
     _Refusal,
     read_source,
 )
-from ._dicom import _decode_dicom
 from ._exif import _apply_exif_orientation, _orient
-from ._png import _decode_png
 from ._probe import (
     _avif_properties,
     _gif_complete,
@@ -34,9 +33,9 @@ from ._probe import (
     _j2k_siz,
     _jpeg_complete,
     _jpeg_sof,
-    _jxl_header,
     _tiff_header,
     _webp_size,
+    jxl_header,
 )
 
 
@@ -138,21 +137,13 @@ def _finish(pixels: np.ndarray, bit_depth: int, fmt: str, metadata: dict[str, An
 
 # ---- Pillow-backed formats -----------------------------------------------------------------------------------
 
-#: sniffed name -> (Pillow plugin module, ImageFile class). Constructing the plugin class directly parses the
-#: header lazily, mostly *without* Pillow's global decompression-bomb check, so our own ``max_pixels`` governs.
-#: (PNG is not here: :mod:`._png` reads its chunks itself.)
-_PIL_CLASSES = {
-    "jpeg": ("JpegImagePlugin", "JpegImageFile"),
-    "gif": ("GifImagePlugin", "GifImageFile"),
-    "tiff": ("TiffImagePlugin", "TiffImageFile"),
-    "bmp": ("BmpImagePlugin", "BmpImageFile"),
-    "webp": ("WebPImagePlugin", "WebPImageFile"),
-    "avif": ("AvifImagePlugin", "AvifImageFile"),
-}
-
-
 def _pil_open(fmt: str, data: bytes) -> Any:
-    module, cls = _PIL_CLASSES[fmt]
+    """The format's Pillow plugin class (``Format.pillow``) constructed directly on ``data``: that parses the
+    header lazily, mostly *without* Pillow's global decompression-bomb check, so our own ``max_pixels`` governs."""
+    pillow = get_format(fmt).pillow
+    if pillow is None:
+        raise _Refusal(f"no Pillow plugin reads {fmt}")
+    module, cls = pillow
     plugin = importlib.import_module(f"PIL.{module}")
     from PIL.Image import DecompressionBombError
 
@@ -228,7 +219,7 @@ def _pil_pixels(im: Any, meta: dict[str, Any]) -> tuple[np.ndarray, int]:
     raise _Refusal(f"unsupported pixel mode {mode}")
 
 
-def _decode_jpeg(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_jpeg(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     marker, precision, height, width, _ = _jpeg_sof(data)
     _check_size(width, height, max_pixels)
     _jpeg_complete(data)
@@ -247,27 +238,25 @@ def _decode_jpeg(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, 
     return pixels, depth, meta
 
 
-def _decode_pil_generic(fmt: str) -> Callable[[bytes, int | None], tuple[np.ndarray, int, dict[str, Any]]]:
-    def decode(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
-        if fmt == "webp":  # Pillow's own WebP bomb check would fire first, with its own message
-            _check_size(*_webp_size(data), max_pixels)
-        elif fmt == "gif":
-            _gif_complete(data)
-        im = _pil_open(fmt, data)
-        _check_size(int(im.size[0]), int(im.size[1]), max_pixels)
-        _refuse_animation(im)
-        meta = _pil_metadata(im)
-        im.seek(0)
-        pixels, depth = _pil_pixels(im, meta)
-        if fmt == "webp":
-            pixels = _apply_exif_orientation(pixels, meta)
-        return pixels, depth, meta
-
-    return decode
+def decode_pillow(fmt: str, data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """The decoder of a format that names only a Pillow plugin (``Format.pillow``, no ``Format.decoder``)."""
+    if fmt == "webp":  # Pillow's own WebP bomb check would fire first, with its own message
+        _check_size(*_webp_size(data), max_pixels)
+    elif fmt == "gif":
+        _gif_complete(data)
+    im = _pil_open(fmt, data)
+    _check_size(int(im.size[0]), int(im.size[1]), max_pixels)
+    _refuse_animation(im)
+    meta = _pil_metadata(im)
+    im.seek(0)
+    pixels, depth = _pil_pixels(im, meta)
+    if fmt == "webp":
+        pixels = _apply_exif_orientation(pixels, meta)
+    return pixels, depth, meta
 
 
 
-def _decode_tiff(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_tiff(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     tags, pages = _tiff_header(data)
     if 256 not in tags or 257 not in tags:
         raise ValueError("no ImageWidth / ImageLength tag")
@@ -306,7 +295,7 @@ def _decode_tiff(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, 
 
 
 
-def _decode_jpegls(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_jpegls(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
     _, precision, height, width, _ = _jpeg_sof(data)
@@ -320,7 +309,7 @@ def _decode_jpegls(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int
 
 
 
-def _decode_j2k(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_j2k(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
     codestream = _j2k_codestream(data)
@@ -340,7 +329,7 @@ def _decode_j2k(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
 
 
 
-def _decode_avif(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_avif(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
     size, bits = _avif_properties(data)
@@ -378,10 +367,10 @@ def _has_module(name: str) -> bool:
 
 
 
-def _decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
-    width, height, bits, floating, animated = _jxl_header(data)
+    width, height, bits, floating, animated = jxl_header(data)
     _check_size(width, height, max_pixels)
     if animated:
         raise _Refusal("animated images are not supported (JPEG XL animation)")
@@ -395,7 +384,7 @@ def _decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
         except Exception:  # noqa: BLE001 - "jbrd" in an ordinary codestream by chance: decode it as pixels
             jpeg = b""
         if jpeg:
-            return _decode_jpeg(jpeg, max_pixels)
+            return decode_jpeg(jpeg, max_pixels)
     pixels = imagecodecs.jpegxl_decode(data, index=0)
     if pixels.ndim < 2 or pixels.shape[0] * pixels.shape[1] != width * height:  # orientation may swap axes
         raise _Refusal(f"decoded shape {tuple(pixels.shape)} does not match the header size {width}x{height}")
@@ -403,7 +392,7 @@ def _decode_jxl(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
 
 
 
-def _decode_inv(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_inv(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     """A learned-stage ``.inv`` stream: the container is checked and its declared size limited before the model
     runs; the stage then refuses unknown models, weight or reconstruction mismatches (each its own message)."""
     from ..container import unpack
@@ -423,20 +412,24 @@ def _decode_inv(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, d
     return image.pixels, image.bit_depth, dict(image.metadata)
 
 
-#: decoder per sniffed format; its keys are ``inverity.formats.loadable_formats()`` (tests/test_formats.py)
-_DECODERS: dict[str, Callable[[bytes, int | None], tuple[np.ndarray, int, dict[str, Any]]]] = {
-    "png": _decode_png,
-    "jpeg": _decode_jpeg,
-    "jpegls": _decode_jpegls,
-    "gif": _decode_pil_generic("gif"),
-    "bmp": _decode_pil_generic("bmp"),
-    "webp": _decode_pil_generic("webp"),
-    "tiff": _decode_tiff,
-    "avif": _decode_avif,
-    "jxl": _decode_jxl,
-    "jp2": _decode_j2k,
-    "j2k": _decode_j2k,
-    "dicom": _decode_dicom,
-    "inv": _decode_inv,
-}
+#: ``decoder(data, max_pixels) -> (pixels, bit_depth, metadata)``
+Decoder = Callable[[bytes, int | None], tuple[np.ndarray, int, dict[str, Any]]]
 
+
+def decoder_of(fmt: Format) -> Decoder | None:
+    """How ``load`` decodes ``fmt``: the function its ``decoder`` names, else its Pillow plugin, else ``None``."""
+    if fmt.decoder:
+        named: Decoder = resolve(fmt.decoder)
+        return named
+    if fmt.pillow:
+        return functools.partial(decode_pillow, fmt.name)
+    return None
+
+
+def _decoders() -> dict[str, Decoder]:
+    return {f.name: d for f in list_formats() if (d := decoder_of(f)) is not None}
+
+
+#: decoder per sniffed format, a view of the registry (``Format.decoder`` / ``Format.pillow``), built on first use
+#: so that a decoder in another module may import this one
+_DECODERS: LazyView[Decoder] = LazyView(_decoders)

@@ -23,7 +23,7 @@ import numpy as np
 from ._base import Image, _check_decoded, _check_size, _Refusal, _Truncated
 from ._exif import _apply_exif_orientation
 
-__all__ = ["png_encode", "png_embed", "png_extract", "png_chunk", "MAX_METADATA"]
+__all__ = ["decode_png", "png_encode", "png_embed", "png_extract", "png_chunk", "MAX_METADATA"]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XMP_KEYWORD = b"XML:com.adobe.xmp"
@@ -142,7 +142,7 @@ def _scan(data: bytes) -> _PngInfo:
     return info
 
 
-def _decode_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
+def decode_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, dict[str, Any]]:
     import imagecodecs
 
     info = _scan(data)

@@ -228,7 +228,7 @@ def _jxl_preview(r: _BitReader) -> None:
         r.u32(*(d8 if div8 else d))
 
 
-def _jxl_header(data: bytes) -> tuple[int, int, int, bool, bool]:
+def jxl_header(data: bytes) -> tuple[int, int, int, bool, bool]:
     """(width, height, bits per sample, floating point?, animated?) from a JPEG XL file's first bytes."""
     cs = data
     if data[:2] != b"\xff\x0a":

@@ -11,16 +11,14 @@ import numpy as np
 
 from .._atomic import atomic_write_bytes
 from ..errors import UnknownIdError, UnsupportedInputError
+from ..formats import LazyView, get_format, resolve, save_extensions, writable_formats
 from ._base import _FORMAT_NAMES, Image
 from ._dicom import dicom_bytes
 from ._png import png_embed, png_encode
 
-#: file extension -> output format name (``save`` picks by extension unless ``format`` is given)
-SAVE_FORMATS = {
-    ".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
-    ".avif": "avif", ".jxl": "jxl", ".jls": "jpegls", ".jp2": "jp2", ".j2k": "j2k", ".j2c": "j2k",
-    ".bmp": "bmp", ".dcm": "dicom",
-}
+#: file extension -> output format name (``save`` picks by extension unless ``format`` is given); a view of the
+#: format registry: every extension of a format that names a ``writer``
+SAVE_FORMATS = save_extensions()
 
 
 def save(image: Image, path: str | os.PathLike[str], *, format: str | None = None) -> Path:
@@ -69,7 +67,8 @@ def to_bytes(image: Image, format: str = "png") -> bytes:
     b'\\x89PNG'
     """
     fmt = format.lower().lstrip(".")
-    fmt = {"tif": "tiff", "jpg": "jpeg", "dcm": "dicom", "jls": "jpegls"}.get(fmt, fmt)
+    if fmt not in _ENCODERS and f".{fmt}" in SAVE_FORMATS:  # an extension without its dot: "tif", "jpg", "jls"
+        fmt = SAVE_FORMATS[f".{fmt}"]
     encoder = _ENCODERS.get(fmt)
     if encoder is None:
         raise UnknownIdError("output format", format, sorted(_ENCODERS))
@@ -84,12 +83,12 @@ def _refuse_unless(ok: bool, fmt: str, image: Image, why: str) -> None:
         )
 
 
-def _encode_png(image: Image) -> bytes:
+def write_png(image: Image) -> bytes:
     # sBIT for e.g. 12 of 16 bits, so a 12-bit image comes back as 12-bit; ICC, EXIF and XMP after IHDR
     return png_embed(png_encode(image.pixels), image, image.metadata)
 
 
-def _encode_tiff(image: Image) -> bytes:
+def write_tiff(image: Image) -> bytes:
     import imagecodecs
 
     c = image.channels
@@ -124,26 +123,26 @@ def _pil_save(image: Image, fmt: str, **options: Any) -> bytes:
     return buf.getvalue()
 
 
-def _encode_jpeg(image: Image) -> bytes:
+def write_jpeg(image: Image) -> bytes:
     _refuse_unless(image.dtype == np.uint8, "jpeg", image, "only 8-bit samples")
     _refuse_unless(not image.has_alpha, "jpeg", image, "no alpha channel")
     return _pil_save(image, "JPEG", quality=95, subsampling=0)
 
 
-def _encode_webp(image: Image) -> bytes:
+def write_webp(image: Image) -> bytes:
     _refuse_unless(image.dtype == np.uint8, "webp", image, "only 8-bit samples")
     if image.channels < 3:
         image = image.with_pixels(image.pixels[:, :, [0, 0, 0, 1][: image.channels + 2]])
     return _pil_save(image, "WEBP", lossless=True, exact=True, quality=100)
 
 
-def _encode_bmp(image: Image) -> bytes:
+def write_bmp(image: Image) -> bytes:
     _refuse_unless(image.dtype == np.uint8, "bmp", image, "only 8-bit samples")
     _refuse_unless(image.channels in (1, 3, 4), "bmp", image, "no gray+alpha")
     return _pil_save(image, "BMP")
 
 
-def _encode_avif(image: Image) -> bytes:
+def write_avif(image: Image) -> bytes:
     import imagecodecs
 
     _refuse_unless(image.bit_depth in (8, 10, 12), "avif", image, "only 8-, 10- or 12-bit samples")
@@ -152,14 +151,14 @@ def _encode_avif(image: Image) -> bytes:
                                          bitspersample=image.bit_depth))
 
 
-def _encode_jxl(image: Image) -> bytes:
+def write_jxl(image: Image) -> bytes:
     import imagecodecs
 
     px = image.pixels[:, :, 0] if image.channels == 1 else image.pixels
     return bytes(imagecodecs.jpegxl_encode(px, lossless=True, bitspersample=image.bit_depth))
 
 
-def _encode_jpegls(image: Image) -> bytes:
+def write_jpegls(image: Image) -> bytes:
     import imagecodecs
 
     _refuse_unless(image.channels in (1, 3), "jpegls", image, "only gray or RGB (no alpha)")
@@ -167,33 +166,30 @@ def _encode_jpegls(image: Image) -> bytes:
     return bytes(imagecodecs.jpegls_encode(px))
 
 
-def _encode_j2k(codecformat: str) -> Callable[[Image], bytes]:
-    def encode(image: Image) -> bytes:
-        import imagecodecs
+def _write_jpeg2000(image: Image, codecformat: str) -> bytes:
+    import imagecodecs
 
-        px = image.pixels[:, :, 0] if image.channels == 1 else image.pixels
-        return bytes(imagecodecs.jpeg2k_encode(px, level=0, reversible=True, codecformat=codecformat,
-                                               bitspersample=image.bit_depth))
-
-    return encode
+    px = image.pixels[:, :, 0] if image.channels == 1 else image.pixels
+    return bytes(imagecodecs.jpeg2k_encode(px, level=0, reversible=True, codecformat=codecformat,
+                                           bitspersample=image.bit_depth))
 
 
-def _encode_dicom(image: Image) -> bytes:
+def write_jp2(image: Image) -> bytes:
+    return _write_jpeg2000(image, "jp2")
+
+
+def write_j2k(image: Image) -> bytes:
+    return _write_jpeg2000(image, "j2k")
+
+
+def write_dicom(image: Image) -> bytes:
     _refuse_unless("dicom" in image.metadata, "dicom", image, "the image was not loaded from DICOM")
     return dicom_bytes(image)
 
 
-_ENCODERS: dict[str, Callable[[Image], bytes]] = {
-    "png": _encode_png,
-    "tiff": _encode_tiff,
-    "jpeg": _encode_jpeg,
-    "webp": _encode_webp,
-    "bmp": _encode_bmp,
-    "avif": _encode_avif,
-    "jxl": _encode_jxl,
-    "jpegls": _encode_jpegls,
-    "jp2": _encode_j2k("jp2"),
-    "j2k": _encode_j2k("j2k"),
-    "dicom": _encode_dicom,
-}
+def _writers() -> dict[str, Callable[[Image], bytes]]:
+    return {name: resolve(str(get_format(name).writer)) for name in writable_formats()}
 
+
+#: writer per output format, a view of the registry (``Format.writer``), built on first use
+_ENCODERS: LazyView[Callable[[Image], bytes]] = LazyView(_writers)

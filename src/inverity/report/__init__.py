@@ -24,9 +24,10 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import InputError
 from ._build import ASSETS_DIR, read_records_file, resolve_input, resolve_output, verdict_of
+from ._compare import review_images
 
 __all__ = ["write_report", "read_records_file", "resolve_input", "resolve_output", "verdict_of", "REPORT_DIR",
-           "ASSETS_DIR"]
+           "ASSETS_DIR", "review_images"]
 
 #: default folder, inside the output directory, that receives the page
 REPORT_DIR = "report"

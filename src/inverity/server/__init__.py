@@ -36,6 +36,7 @@ from ._app import create_app
 from ._config import BUILTIN_POLICY_NAMES, CACHE_CONTROL, ApiError, ServerConfig
 from ._negotiate import UNIVERSAL, MediaRange, acceptable, parse_accept, preference_groups, quality_of
 from ._probe import UploadOutcome, contract_violations, probe_uploads
+from ._review import parse_tokens, register_policy_files
 from ._serve import serve
 from ._signing import UrlSigner
 from ._store import LEARNED_MEDIA_TYPE, MEDIA_TYPES, Store, asset_id, is_asset_id
@@ -45,4 +46,5 @@ __all__ = [
     "MediaRange", "parse_accept", "quality_of", "acceptable", "preference_groups", "UNIVERSAL", "UrlSigner",
     "probe_uploads", "contract_violations", "UploadOutcome",
     "Store", "asset_id", "is_asset_id", "MEDIA_TYPES", "LEARNED_MEDIA_TYPE",
+    "parse_tokens", "register_policy_files",
 ]

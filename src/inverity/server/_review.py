@@ -198,7 +198,9 @@ class ReviewDesk:
         key = (aid, sha)
         got = self.renders.get(key)
         if got is None:
-            got = _render(self.store.find_original(aid), self.store.path_of(row["output"]))
+            from ..report import review_images   # lazy: the service imports the report's pixel work on first use
+
+            got = review_images(self.store.find_original(aid), self.store.path_of(row["output"]))
             if len(self.renders) >= _RENDER_CACHE_ITEMS:
                 self.renders.pop(next(iter(self.renders)))
             self.renders[key] = got
@@ -220,45 +222,6 @@ def _reasons(record: dict[str, Any], row: dict[str, Any]) -> list[str]:
         done = {"approve": "approved", "reject": "rejected"}.get(str(h.get("verdict")), h.get("verdict"))
         out.append(f"{h.get('stage')} output {done} by {h.get('by')}: {h.get('note') or 'no note'}")
     return out + [str(r) for r in record.get("reasons") or []]
-
-
-def _render(original: Path, output: Path) -> dict[str, Any]:
-    import numpy as np
-
-    from ..report import _maps
-    from ..report._build import _comparable, _png, _read_image
-
-    orig, recon = _read_image(original), _read_image(output)
-    rpx, notes = _comparable(orig, recon)
-    if rpx is None:
-        raise InverityError("; ".join(notes) or "the reconstruction cannot be compared with the original")
-    tone = _maps.tone_map_for(orig.pixels, orig.bit_depth)
-    size = _maps.preview_size(orig.height, orig.width)
-
-    def show(px: Any) -> bytes:
-        return _png(_maps.resize_display(_maps.to_display(px, tone), size))
-
-    err = _maps.abs_error(orig.pixels, rpx)
-    full_scale = tone.high - tone.low if tone.note else float(orig.max_value)
-    emap, vmax = _maps.error_map(err, full_scale, size)
-    # the worst windows: the three grid tiles with the largest mean squared error, as fractions of the image
-    h, w = orig.height, orig.width
-    t = max(8, min(64, max(h, w) // 4 or 1))
-    sq = ((rpx.astype(np.float64) - orig.pixels.astype(np.float64)) ** 2).mean(axis=2)
-    ny, nx = -(-h // t), -(-w // t)
-    pad = np.pad(sq, ((0, ny * t - h), (0, nx * t - w)), constant_values=np.nan)
-    mse = np.nanmean(pad.reshape(ny, t, nx, t).transpose(0, 2, 1, 3).reshape(ny, nx, t * t), axis=2)
-    windows = []
-    for flat in np.argsort(mse, axis=None)[::-1][:3]:
-        iy, ix = divmod(int(flat), nx)
-        m = float(mse[iy, ix])
-        psnr = None if m == 0 else round(10 * float(np.log10(orig.max_value ** 2 / m)), 2)
-        x0, y0 = ix * t, iy * t
-        windows.append({"x": x0 / w, "y": y0 / h, "w": min(t, w - x0) / w, "h": min(t, h - y0) / h,
-                        "px": [x0, y0, min(t, w - x0), min(t, h - y0)], "psnr": psnr})
-    return {"original": show(orig.pixels), "reconstruction": show(rpx), "error": _png(emap),
-            "width": size[1], "height": size[0], "full_width": w, "full_height": h, "windows": windows,
-            "error_scale": round(float(vmax), 3), "notes": notes + ([tone.note] if tone.note else [])}
 
 
 async def review_of(state: Any, aid: str, record: dict[str, Any]) -> dict[str, Any]:

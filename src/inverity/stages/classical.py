@@ -542,9 +542,9 @@ class _JxlBase(ImagecodecsStage):
     def _bit_depth(self, data: bytes, pixels: np.ndarray) -> int:
         if pixels.dtype == np.uint16:
             try:  # the loader's JPEG XL header parser (bit-packed fields: not worth a second copy here)
-                from ..image import _jxl_header
+                from ..image import jxl_header
 
-                bits = int(_jxl_header(data)[2])
+                bits = int(jxl_header(data)[2])
                 if 8 < bits <= 16:
                     return bits
             except Exception:  # noqa: BLE001 - without it the dtype width is still a correct upper bound

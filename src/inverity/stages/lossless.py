@@ -32,8 +32,7 @@ import imagecodecs
 import numpy as np
 
 from ..errors import CodecError, UnsupportedInputError
-from ..image import Image
-from ..image._png import png_embed, png_encode, png_extract
+from ..image import Image, png_embed, png_encode, png_extract
 from .base import Capabilities, register_stage
 from .classical import ImagecodecsStage, Option, _JxlBase, _WebpBase, significant_bits
 
