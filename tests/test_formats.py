@@ -182,11 +182,8 @@ def _format_spellings() -> tuple[set[str], set[str]]:
     return spellings, spellings - set(list_stages())
 
 
-#: hand-written format lists in modules other helpers own ("<path under src/inverity>:<line>")
-#: TODO(integrator): stages/learned/train.py reads its training folders with imageio/Pillow by a hand-written
-#: IMAGE_EXTS (with .ppm, which image.load does not read); make it formats.walked_extensions() and read through
-#: image.load, then empty this (a stale entry fails the test)
-FORMAT_TABLE_EXEMPT = frozenset({"stages/learned/train.py"})
+#: hand-written format lists allowed outside formats.py ("<path under src/inverity>"); a stale entry fails the test
+FORMAT_TABLE_EXEMPT: frozenset[str] = frozenset()
 
 
 def hand_written_format_tables(root: Path) -> list[str]:

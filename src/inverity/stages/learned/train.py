@@ -37,11 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...formats import walked_extensions
 from .model import LAMBDAS, ScaleHyperprior
 
 __all__ = ["TrainConfig", "train", "load_folder", "evaluate", "remap_gains"]
 
-IMAGE_EXTS = (".png", ".webp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
 
 @dataclass
@@ -89,14 +89,20 @@ class TrainConfig:
 def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
     """All RGB images of a folder as uint8 arrays (sorted by name), and their names.
 
-    Read with imagecodecs, or with Pillow where imagecodecs is not installed (the GPU machines' image has
-    Pillow only, and training needs no other part of the package).
+    Read through :func:`inverity.image.load` (the one loader: limits, EXIF orientation, palette/CMYK to RGB), or
+    with Pillow where imagecodecs is not installed (the GPU machines' image has Pillow only). The file types are
+    the registry's (:func:`inverity.formats.walked_extensions`).
     """
     imread: Callable[[str], np.ndarray]
     try:
-        import imagecodecs
+        import imagecodecs  # noqa: F401  (the package's loader needs it)
 
-        imread = imagecodecs.imread
+        from ...image import load
+
+        def _load(path: str) -> np.ndarray:
+            return load(path).pixels
+
+        imread = _load
     except ImportError:  # pragma: no cover - exercised on the GPU image
         from PIL import Image as PILImage
 
@@ -106,7 +112,7 @@ def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str]]:
 
         imread = _pil_read
 
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in walked_extensions())
     arrays, names = [], []
     for p in files:
         a = imread(str(p))
