@@ -339,10 +339,10 @@ def _train(cfg: TrainConfig, export: str | None, rank: int, world: int) -> Scale
         val_images = load_folder(cfg.val_dir)[0][: cfg.val_images]
     if str(cfg.device).startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
+    torch.manual_seed(cfg.seed)  # before the model: its initial weights come from this generator
     model = ScaleHyperprior(cfg.N, cfg.M, cfg.ladder()).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
     ckpt = Path(cfg.ckpt)
     step = _resume_or_init(cfg, model, opt, ckpt, rng, say)
     net: torch.nn.Module = model
