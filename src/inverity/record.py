@@ -198,7 +198,7 @@ class DecisionRecord:
         rest = dict(checks)
         raw = rest.pop("worst_windows", None)
         self.checks = rest
-        self.worst_windows = None if raw is None else _boxes(raw, "checks.worst_windows")
+        self.worst_windows = None if raw is None else _boxes(raw, "checks.worst_windows", self.input)
 
     def chosen_attempt(self) -> dict[str, Any] | None:
         """The attempt whose output was written (``chosen``), if any."""
@@ -254,13 +254,14 @@ class DecisionRecord:
         return cls.from_dict(d)
 
 
-def _boxes(raw: Any, where: str) -> list[Box]:
+def _boxes(raw: Any, where: str, name: str) -> list[Box]:
     if not isinstance(raw, (list, tuple)):
-        raise RecordError(f"not a decision record: '{where}' must be a list of boxes, got {type(raw).__name__}")
+        raise RecordError(f"{name}: not a decision record: '{where}' must be a list of boxes, "
+                          f"got {type(raw).__name__}")
     try:
         return [b if isinstance(b, Box) else Box.from_dict(b) for b in raw]
     except ValueError as exc:
-        raise RecordError(f"not a decision record: '{where}': {exc}") from None
+        raise RecordError(f"{name}: not a decision record: '{where}': {exc}") from None
 
 
 def _type_name(v: Any) -> str:
@@ -295,6 +296,6 @@ def _check(r: DecisionRecord) -> None:
         if not isinstance(a.get("reasons", []), list):
             raise RecordError(f"{r.input}: not a decision record: attempt {i} 'reasons' must be a list")
     if r.worst_windows is not None:
-        r.worst_windows = _boxes(r.worst_windows, "worst_windows")
+        r.worst_windows = _boxes(r.worst_windows, "worst_windows", r.input)
     if not isinstance(r.extra, dict):
         raise RecordError(f"{r.input}: not a decision record: 'extra' must be a dict")
