@@ -193,6 +193,7 @@ def test_compress_one_search_finds_smallest_passing_quality(tmp_path: Path) -> N
     assert rec["input_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert rec["checks"] == {"max_abs_error": 4, "lossless": False}
     json.dumps(rec)                                      # numpy values were made JSON-able
+    assert DecisionRecord.from_dict(rec).to_dict() == rec   # the one record type reads it back, exactly
 
 
 def test_auto_resolves_and_records_reason(tmp_path: Path, tree: Path) -> None:
@@ -444,6 +445,36 @@ def test_real_dicom_round_trip_through_diagnostic(demo_small: Path, tmp_path: Pa
             continue
         assert elem.tag in new_ds, elem
         assert new_ds[elem.tag].value == elem.value, elem
+
+
+def test_real_dicom_output_is_encoded_once_and_verified_once(demo_small: Path, tmp_path: Path) -> None:
+    """The DICOM file the search encodes and verifies is the file written: no re-encode, no second verdict."""
+    import dataclasses
+
+    from inverity import image as image_mod
+
+    real = _real()
+    written: list[str] = []
+    verdicts: list[int] = []
+
+    def dicom_bytes(image: Image, *, transfer_syntax: str) -> bytes:
+        written.append(transfer_syntax)
+        return image_mod.dicom_bytes(image, transfer_syntax=transfer_syntax)
+
+    def verify(original: Image, recon: Image, floors: Any) -> Any:
+        verdicts.append(1)
+        return real.verify(original, recon, floors)
+
+    tk = dataclasses.replace(real, dicom_bytes=dicom_bytes, verify=verify)
+    res = compress_one(demo_small / "ct_slice.dcm", "diagnostic", outdir=tmp_path, toolkit=tk)
+    rec = res.record
+    encoded = [a for a in rec["attempts"] if a.get("bytes")]
+    assert len(written) == len(encoded) and set(written) <= {"jpegls", "jpeg2000", "htj2k"}
+    assert len(verdicts) == len([a for a in encoded if "verify_ms" in a])      # one verdict per file verified
+    chosen = next(a for a in rec["attempts"] if a.get("chosen"))
+    assert chosen["bytes"] == rec["bytes"] == Path(res.output).stat().st_size
+    assert rec["transfer_syntax"] in written and rec["container"] == "dicom"
+    assert not any(a["stage"].startswith("dicom/") for a in rec["attempts"])
 
 
 def test_real_archive_16_bit_is_bit_exact(demo_small: Path, tmp_path: Path) -> None:

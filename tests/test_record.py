@@ -20,7 +20,7 @@ import pytest
 from inverity.catalog import Catalog
 from inverity.cli import main
 from inverity.errors import InverityError, RecordError
-from inverity.pipeline import RECORD_KEYS, compress
+from inverity.pipeline import RECORD_KEYS
 from inverity.record import DecisionRecord
 from inverity.verify_types import Box
 

@@ -46,9 +46,10 @@ def sizes_reason(passed: list[tuple[Any, Any]], label: Callable[[Any], str],
 
     Examples
     --------
-    >>> from types import SimpleNamespace as N
-    >>> a = lambda n: N(entry={"bytes": n})
-    >>> c = lambda cid: N(codec_id=cid, floors="F")
+    >>> from inverity.route import Candidate
+    >>> from inverity.search import Attempt
+    >>> a = lambda n: Attempt(True, {"bytes": n})
+    >>> c = lambda cid: Candidate(cid)
     >>> sizes_reason([(a(16400), c("avif")), (a(12700), c("learned"))], lambda x: x.codec_id)
     'smallest of 2 passing equivalent choices: learned 12.7 kB vs avif 16.4 kB (at the same floors)'
     >>> sizes_reason([(a(32100), c("avif"))], lambda x: x.codec_id, [(c("learned"), [18000, 25100])])
