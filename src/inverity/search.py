@@ -53,6 +53,7 @@ from .verify import Floors, Verdict
 
 if TYPE_CHECKING:
     from .image import Image
+    from .pipeline import Toolkit
     from .route import Candidate
 
 __all__ = ["EFFORTS", "EFFORT_OPTIONS", "Attempt", "Predictor", "attempt", "search_quality", "search_group",
@@ -664,7 +665,7 @@ def groups(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
     return out
 
 
-def _dicom_only(tk: Any, group: list[Candidate], record: DecisionRecord) -> list[Candidate]:
+def _dicom_only(tk: Toolkit, group: list[Candidate], record: DecisionRecord) -> list[Candidate]:
     """For DICOM output only the stages whose bitstream is a DICOM transfer syntax (or that keep the DICOM file)
     compete, when the group has any."""
     if not any(c.codec_id in _DICOM_TS for c in group):
@@ -698,7 +699,7 @@ def _losers(group: list[Candidate], passed: list[tuple[Attempt, Candidate]], not
     return rejected, larger
 
 
-def choose(tk: Any, image: Image, candidates: Sequence[Candidate], record: DecisionRecord, *,
+def choose(tk: Toolkit, image: Image, candidates: Sequence[Candidate], record: DecisionRecord, *,
            dicom_out: bool = False, effort: str = "balanced") -> tuple[Attempt, Candidate] | None:
     """Try the candidates group by group (:func:`search_group`), recording every attempt and why each lost.
 
