@@ -176,3 +176,13 @@ def test_a_file_that_cannot_be_read_still_gets_a_record(tmp_path: Path) -> None:
     assert res.status == rec.status == "failed" and rec.error and str(gone) in rec.error
     assert rec.input_sha256 is None and rec.policy == rec.policy_id == "delivery" and rec.to_dict() == res.record
     assert set(RECORD_KEYS) <= set(res.record)
+
+
+def test_the_catalog_stores_only_decision_records(tmp_path: Path) -> None:
+    good = DecisionRecord(input="a.png", input_sha256="ab" * 32, status="failed", error="a.png: truncated").to_dict()
+    with Catalog(tmp_path / "inverity.sqlite") as cat:
+        cat.put(good)
+        with pytest.raises(RecordError, match="'bytes' must be an integer"):
+            cat.put(dict(good, input="b.png", bytes="many"))
+        assert [r["input"] for r in cat.records()] == ["a.png"]
+        assert DecisionRecord.from_dict(cat.get("a.png")["record"]).to_dict() == good
