@@ -132,9 +132,9 @@ class DicomStages:
         return wrapped   # a Stage in all but inheritance (it wraps one)
 
 
-def dicom_note(stage: Stage | DicomOutput, options: Mapping[str, Any], policy: str | None) -> str:
+def dicom_note(stage: DicomOutput, options: Mapping[str, Any], policy: str | None) -> str:
     """The record's reason for a DICOM output written through :class:`DicomOutput`."""
-    ts = stage.transfer_syntax if isinstance(stage, DicomOutput) else "?"
+    ts = stage.transfer_syntax
     note = ""
     if options.get("near"):
         note = " (lossless: the DICOM writer re-encodes losslessly, so the near-lossless bound is not used)"

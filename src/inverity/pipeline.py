@@ -34,7 +34,7 @@ from ._atomic import atomic_write_bytes
 from ._walk import collect_assets
 from .batch import _Task, compress, policy_id
 from .errors import CodecError, InputError, InverityError
-from .outputs import DICOM_TRANSFER_SYNTAX, DicomOutput, DicomStages, check_output, dicom_note, extension_for
+from .outputs import DICOM_TRANSFER_SYNTAX, DicomOutput, check_output, dicom_note, extension_for
 from .record import RECORD_KEYS, DecisionRecord, jsonable
 
 if TYPE_CHECKING:
@@ -312,10 +312,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, spec: PolicySpec, o
     dicom_out = ((image.source_format == "dicom" or "dicom" in image.metadata) and tk.dicom_bytes is not None
                  and _family(tk, concrete) in DICOM_OUT_POLICIES
                  and (media_types is None or "application/dicom" in media_types))
-    stk = dataclasses.replace(tk, get_stage=DicomStages(tk.get_stage, tk.dicom_bytes, tk.load)) \
-        if dicom_out and tk.dicom_bytes is not None else tk
     effort = (policy if policy.name == "auto" else concrete).effort or "balanced"
-    chosen = search.choose(stk, image, candidates, record, dicom_out=dicom_out, effort=effort)
+    chosen = search.choose(tk, image, candidates, record, dicom_out=dicom_out, effort=effort)
     if chosen is None or chosen[0].payload is None:
         tried = ", ".join(dict.fromkeys(c.codec_id for c in candidates))
         last = next((e["reasons"][0] for e in reversed(record.attempts) if e.get("reasons")), "no reason given")

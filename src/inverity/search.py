@@ -48,6 +48,7 @@ from ._search_model import feature_vector as feature_vector, floor_set_floors as
 from . import _promises as promises
 from .errors import CodecError
 from .formats import LazyView, dicom_transfer_syntaxes
+from .outputs import DicomStages
 from .record import DecisionRecord, jsonable
 from .verify import Floors, Verdict
 
@@ -705,9 +706,13 @@ def choose(tk: Toolkit, image: Image, candidates: Sequence[Candidate], record: D
 
     Within a group (equivalent choices) the smallest that passes wins; a later group is only a fallback when
     nothing in the earlier ones passed. ``effort`` (the policy's) sets how hard the quality search works. With
-    ``dicom_out`` only DICOM transfer syntaxes compete (the output is that encoding inside the DICOM file).
-    Returns the winning attempt (verified in full) and its candidate, or ``None`` when nothing passed.
+    ``dicom_out`` only DICOM transfer syntaxes compete, and what is encoded and verified is the DICOM file itself
+    (:class:`inverity.outputs.DicomOutput`). Returns the winning attempt (verified in full) and its candidate, or
+    ``None`` when nothing passed.
     """
+    stk = tk
+    if dicom_out and tk.dicom_bytes is not None:
+        stk = dataclasses.replace(tk, get_stage=DicomStages(tk.get_stage, tk.dicom_bytes, tk.load))
     prof = record.profile
     predictor = load_predictor(prof.get("features"), prof.get("kind"), image.width * image.height)
     memo = Memo()
@@ -716,7 +721,7 @@ def choose(tk: Toolkit, image: Image, candidates: Sequence[Candidate], record: D
         if dicom_out:
             group = _dicom_only(tk, group, record)
         g0 = len(record.attempts)
-        passed, notes = search_group(tk, image, group, record.attempts, effort=effort, predictor=predictor,
+        passed, notes = search_group(stk, image, group, record.attempts, effort=effort, predictor=predictor,
                                      memo=memo)
         record.search["encodes"] = memo.encodes
         record.reasons.extend(notes)
