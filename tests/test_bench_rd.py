@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import imagecodecs
 import numpy as np
@@ -169,50 +167,35 @@ def test_cli_rd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no codec could be built" in capsys.readouterr().err
 
 
-# -- the routing oracle, with a fake toolkit (the router itself is tested where it lives) ----------------------
-
-
-@dataclass
-class _Verdict:
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-    checks: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Cand:
-    codec_id: str
-    floors: Any = None
-    options: dict[str, Any] = field(default_factory=dict)
+# -- the routing oracle, with a fake verifier (the router itself is tested where it lives) ----------------------
 
 
 def test_oracle_finds_the_cheapest_passing_choice() -> None:
+    import dataclasses
+
     from inverity.bench.routing import oracle
     from inverity.image import Image
+    from inverity.pipeline import Toolkit
+    from inverity.policy import Policy
+    from inverity.route import Candidate
     from inverity.stages.base import get_stage
+    from inverity.verify import Floors, Verdict
 
     from skimage import data, transform
 
     px = (transform.resize(data.astronaut(), (64, 64), anti_aliasing=True) * 255).round().astype(np.uint8)
     image = Image(px)
 
-    def verify(orig: Any, rec: Any, floors: float) -> _Verdict:
+    def verify(orig: Image, rec: Image, floors: Floors) -> Verdict:   # the fake: PSNR only
         a, b = orig.pixels.astype(float), rec.pixels.astype(float)
         mse = np.mean((a - b) ** 2)
-        return _Verdict(bool(mse == 0 or 10 * np.log10(255 ** 2 / mse) >= floors))
+        ok = bool(mse == 0 or 10 * np.log10(255 ** 2 / mse) >= float(floors.psnr or 0))
+        return Verdict(ok, [f"psnr {'>=' if ok else '<'} {floors.psnr}"], {}, [] if ok else ["psnr"])
 
-    class Toolkit:
-        pass
+    tk = dataclasses.replace(Toolkit.default(), verify=verify)
+    policy = Policy("psnr34", stages=("jpeg", "webp", "png"), floors=Floors(psnr=34.0))
 
-    tk = Toolkit()
-    tk.get_stage = get_stage  # type: ignore[attr-defined]
-    tk.verify = verify        # type: ignore[attr-defined]
-
-    class Policy:
-        stages = ("jpeg", "webp", "png")
-        floors = 34.0
-
-    res = oracle(image, Policy(), [], grid=range(10, 101, 10), exhaustive=True, refine=False, toolkit=tk)
+    res = oracle(image, policy, [], grid=range(10, 101, 10), exhaustive=True, refine=False, toolkit=tk)
     assert set(res.best_per_stage) == {"jpeg", "webp", "png"}
     assert res.bytes == min(v["bytes"] for v in res.best_per_stage.values())
     # brute force over the same grid agrees
@@ -221,17 +204,17 @@ def test_oracle_finds_the_cheapest_passing_choice() -> None:
         for q in range(10, 101, 10):
             st = get_stage(sid, quality=q)
             enc = st.encode(image)
-            if verify(image, st.decode(enc), 34.0).passed:
+            if verify(image, st.decode(enc), policy.floors).passed:
                 brute.append(len(enc))
     brute.append(res.best_per_stage["png"]["bytes"])
     assert res.bytes == min(brute)
     # bisecting the last grid gap can only find a smaller passing stream, at a quality off the grid
-    fine = oracle(image, Policy(), [], grid=range(10, 101, 10), toolkit=tk)
+    fine = oracle(image, policy, [], grid=range(10, 101, 10), toolkit=tk)
     assert fine.bytes is not None and fine.bytes <= res.bytes
     lossy = [v for k, v in fine.best_per_stage.items() if k in ("jpeg", "webp")]
     assert all(v["quality"] is not None for v in lossy)
     # a candidate's own floors override the policy's (here: impossible for webp)
-    res2 = oracle(image, Policy(), [_Cand("webp", floors=200.0)], grid=range(10, 101, 10), toolkit=tk)
+    res2 = oracle(image, policy, [Candidate("webp", floors=Floors(psnr=200.0))], grid=range(10, 101, 10), toolkit=tk)
     assert "webp" not in res2.best_per_stage
 
 

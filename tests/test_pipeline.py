@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,59 +20,25 @@ from inverity.errors import InputError, UnknownIdError
 from inverity.image import Image
 from inverity.pipeline import (RECORD_KEYS, NoCandidatePassedError, Toolkit, collect_assets, compress,
                                compress_one)
-from inverity.stages.base import Capabilities
+from inverity.analyse import Profile
+from inverity.policy import Policy
+from inverity.record import DecisionRecord
+from inverity.route import Candidate, Resolution
+from inverity.stages.base import Capabilities, Stage
+from inverity.verify import Floors, Verdict
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# fakes
+# fakes: only stages and the verifier; policies, candidates, profiles and verdicts are the real classes
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FakeFloors:
-    max_abs_error: int | None = None
-
-
-@dataclass(frozen=True)
-class FakeCandidate:
-    codec_id: str
-    quality: int | None = None
-    search: bool = False
-    options: dict = field(default_factory=dict)
-    reason: str = ""
-    floors: FakeFloors = FakeFloors()
-
-
-@dataclass(frozen=True)
-class FakePolicy:
-    name: str
-    candidates: tuple[FakeCandidate, ...] = ()
-
-
-@dataclass
-class FakeProfile:
-    kind: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "kind_confidence": 0.9, "ood_score": 0.1, "in_distribution": True}
-
-
-@dataclass
-class FakeVerdict:
-    passed: bool
-    reasons: list[str]
-    checks: dict[str, Any]
-
-
 ENCODES: list[tuple[str, Any]] = []     # (codec_id, quality) per encode, to count the search's cost
 
 
-class FakeLossy:
+class FakeLossy(Stage):
     """Quantise with step 101 - quality: max abs error = (step - 1) // 2 (monotone in quality)."""
 
     codec_id = "fake-lossy"
     capabilities = Capabilities(lossless=False, extensions=(".fkl",))
-
-    def __init__(self, quality: int | None = None, **opts: Any) -> None:
-        self.quality, self.opts = quality, opts
 
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, "quality": self.quality, **self.opts}
@@ -118,17 +83,25 @@ class FakeBroken(FakeLossy):
 
 STAGES = {c.codec_id: c for c in (FakeLossy, FakeLossless, FakeBroken)}
 
-PHOTO_PLAN = (FakeCandidate("fake-lossy", None, True, {}, "photo: lossy at the fewest bytes", FakeFloors(4)),
-              FakeCandidate("fake-lossless", None, False, {}, "lossless fallback", FakeFloors(0)))
-POLICIES = {
-    "auto": FakePolicy("auto"),
-    "delivery": FakePolicy("delivery", PHOTO_PLAN),
-    "archive": FakePolicy("archive", (FakeCandidate("fake-lossless", None, False, {}, "archive", FakeFloors(0)),)),
-    "strict": FakePolicy("strict", (FakeCandidate("fake-broken", 50, False, {}, "broken", FakeFloors(0)),
-                                    FakeCandidate("fake-lossy", 90, False, {}, "too lossy", FakeFloors(0)))),
-    "fallback": FakePolicy("fallback", (FakeCandidate("fake-broken", 50, False, {}, "broken", FakeFloors(0)),
-                                        FakeCandidate("fake-lossless", None, False, {}, "lossless", FakeFloors(0)))),
+def _cand(codec_id: str, quality: int | None, search: bool, reason: str, max_abs_error: int, group: int) -> Candidate:
+    return Candidate(codec_id, quality, search, {}, reason, Floors(max_abs_error=max_abs_error), group)
+
+
+#: the plan of each (real) policy, by name: what the fake router returns
+PLANS: dict[str, tuple[Candidate, ...]] = {
+    "auto": (),
+    "delivery": (_cand("fake-lossy", None, True, "photo: lossy at the fewest bytes", 4, 0),
+                 _cand("fake-lossless", None, False, "lossless fallback", 0, 1)),
+    "archive": (_cand("fake-lossless", None, False, "archive", 0, 0),),
+    "strict": (_cand("fake-broken", 50, False, "broken", 0, 0), _cand("fake-lossy", 90, False, "too lossy", 0, 1)),
+    "fallback": (_cand("fake-broken", 50, False, "broken", 0, 0),
+                 _cand("fake-lossless", None, False, "lossless", 0, 1)),
+    # equivalent choices (one group): the smallest that passes wins, every size in the record
+    "pair": (_cand("fake-lossy", 95, False, "lossy", 4, 0), _cand("fake-lossless", None, False, "lossless", 4, 0)),
+    "pair-strict": (_cand("fake-lossy", 90, False, "too lossy", 0, 0),
+                    _cand("fake-lossless", None, False, "lossless", 0, 0)),
 }
+POLICIES = {name: Policy(name) for name in PLANS}
 
 
 def fake_load(data: bytes, *, name: str | None = None, **kw: Any) -> Image:
@@ -137,34 +110,36 @@ def fake_load(data: bytes, *, name: str | None = None, **kw: Any) -> Image:
     return Image(imagecodecs.png_decode(data), source_format="png")
 
 
-def fake_analyse(image: Image) -> FakeProfile:
-    return FakeProfile("drawing" if image.channels == 1 else "photo")
+def fake_analyse(image: Image) -> Profile:
+    return Profile("drawing" if image.channels == 1 else "photo", 0.9, ood_score=0.1, in_distribution=True)
 
 
-def fake_get_policy(name: Any) -> FakePolicy:
+def fake_get_policy(name: Any) -> Policy:
     try:
         return POLICIES[str(name)]
     except KeyError:
         raise UnknownIdError("policy", str(name), list(POLICIES)) from None
 
 
-def fake_resolve_policy(profile: FakeProfile, policy: FakePolicy, image: Image) -> tuple[str, str]:
-    return ("archive", "drawing -> lossless") if profile.kind == "drawing" else ("delivery", "photo")
+def fake_resolve_policy(profile: Profile, policy: Policy, image: Image) -> Resolution:
+    if profile.kind == "drawing":
+        return Resolution(POLICIES["archive"], "drawing -> lossless")
+    return Resolution(POLICIES["delivery"], "photo")
 
 
-def fake_plan(profile: FakeProfile, policy: FakePolicy, image: Image | None = None) -> list[FakeCandidate]:
-    return list(policy.candidates)
+def fake_plan(profile: Profile, policy: Policy, image: Image | None = None) -> list[Candidate]:
+    return list(PLANS[policy.name])
 
 
-def fake_get_stage(codec_id: str, **kw: Any) -> Any:
+def fake_get_stage(codec_id: str, **kw: Any) -> Stage:
     return STAGES[codec_id](**kw)
 
 
-def fake_verify(original: Image, recon: Image, floors: FakeFloors) -> FakeVerdict:
+def fake_verify(original: Image, recon: Image, floors: Floors) -> Verdict:
     err = int(np.abs(original.pixels.astype(np.int32) - recon.pixels.astype(np.int32)).max())
     ok = floors.max_abs_error is None or err <= floors.max_abs_error
-    return FakeVerdict(ok, [f"max_abs_error {err} {'<=' if ok else '>'} {floors.max_abs_error}"],
-                       {"max_abs_error": np.int64(err), "lossless": err == 0})
+    return Verdict(ok, [f"max_abs_error {err} {'<=' if ok else '>'} {floors.max_abs_error}"],
+                   {"max_abs_error": np.int64(err), "lossless": err == 0}, [] if ok else ["max_abs_error"])
 
 
 FAKE = Toolkit(load=fake_load, analyse=fake_analyse, get_policy=fake_get_policy,
@@ -218,6 +193,7 @@ def test_compress_one_search_finds_smallest_passing_quality(tmp_path: Path) -> N
     assert rec["input_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert rec["checks"] == {"max_abs_error": 4, "lossless": False}
     json.dumps(rec)                                      # numpy values were made JSON-able
+    assert DecisionRecord.from_dict(rec).to_dict() == rec   # the one record type reads it back, exactly
 
 
 def test_auto_resolves_and_records_reason(tmp_path: Path, tree: Path) -> None:
@@ -471,6 +447,36 @@ def test_real_dicom_round_trip_through_diagnostic(demo_small: Path, tmp_path: Pa
         assert new_ds[elem.tag].value == elem.value, elem
 
 
+def test_real_dicom_output_is_encoded_once_and_verified_once(demo_small: Path, tmp_path: Path) -> None:
+    """The DICOM file the search encodes and verifies is the file written: no re-encode, no second verdict."""
+    import dataclasses
+
+    from inverity import image as image_mod
+
+    real = _real()
+    written: list[str] = []
+    verdicts: list[int] = []
+
+    def dicom_bytes(image: Image, *, transfer_syntax: str) -> bytes:
+        written.append(transfer_syntax)
+        return image_mod.dicom_bytes(image, transfer_syntax=transfer_syntax)
+
+    def verify(original: Image, recon: Image, floors: Any) -> Any:
+        verdicts.append(1)
+        return real.verify(original, recon, floors)
+
+    tk = dataclasses.replace(real, dicom_bytes=dicom_bytes, verify=verify)
+    res = compress_one(demo_small / "ct_slice.dcm", "diagnostic", outdir=tmp_path, toolkit=tk)
+    rec = res.record
+    encoded = [a for a in rec["attempts"] if a.get("bytes")]
+    assert len(written) == len(encoded) and set(written) <= {"jpegls", "jpeg2000", "htj2k"}
+    assert len(verdicts) == len([a for a in encoded if "verify_ms" in a])      # one verdict per file verified
+    chosen = next(a for a in rec["attempts"] if a.get("chosen"))
+    assert chosen["bytes"] == rec["bytes"] == Path(res.output).stat().st_size
+    assert rec["transfer_syntax"] in written and rec["container"] == "dicom"
+    assert not any(a["stage"].startswith("dicom/") for a in rec["attempts"])
+
+
 def test_real_archive_16_bit_is_bit_exact(demo_small: Path, tmp_path: Path) -> None:
     _real()
     from inverity.image import load
@@ -520,26 +526,19 @@ def test_learned_search_range_comes_from_the_zoo_registry(monkeypatch: pytest.Mo
         capabilities = Capabilities(lossless=False, learned=True, extensions=(".inv",))
 
     k = len(zoo.model_info().lambdas)
-    assert search.quality_bounds(LearnedNoQualities(), FakeCandidate("fake-learned")) == (1, k)
+    assert search.quality_bounds(LearnedNoQualities(), Candidate("fake-learned")) == (1, k)
     nine = dataclasses.replace(zoo.model_info(), lambdas=tuple(0.001 * (i + 1) for i in range(9)))
     monkeypatch.setattr(zoo, "model_info", lambda name=None, wdir=None: nine)
-    assert search.quality_bounds(LearnedNoQualities(), FakeCandidate("fake-learned")) == (1, 9)
+    assert search.quality_bounds(LearnedNoQualities(), Candidate("fake-learned")) == (1, 9)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # promises every record keeps: sizes of equivalent choices, floor changes, metadata kept/dropped
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GroupedCandidate(FakeCandidate):
-    group: int = 0
-
-
 def test_sizes_of_every_passing_equivalent_choice_are_in_the_record(tmp_path: Path) -> None:
     src = tmp_path / "p.png"
     src.write_bytes(imagecodecs.png_encode(_photo()))
-    pair = FakePolicy("pair", (GroupedCandidate("fake-lossy", 95, False, {}, "lossy", FakeFloors(4), 0),
-                               GroupedCandidate("fake-lossless", None, False, {}, "lossless", FakeFloors(4), 0)))
-    rec = compress_one(src, pair, outdir=tmp_path / "o", toolkit=FAKE).record
+    rec = compress_one(src, POLICIES["pair"], outdir=tmp_path / "o", toolkit=FAKE).record
     sizes = {a["stage"]: a["bytes"] for a in rec["attempts"]}
     first, second = sorted(sizes, key=sizes.get)
     # the search verifies the larger one only if it could still win; either way both sizes are in the record
@@ -618,9 +617,7 @@ def test_real_wide_gamut_icc_that_cannot_be_carried_is_recorded_loudly_or_refuse
 def test_a_rejected_equivalent_choice_still_gives_its_sizes(tmp_path: Path) -> None:
     src = tmp_path / "p.png"
     src.write_bytes(imagecodecs.png_encode(_photo()))
-    pol = FakePolicy("pair", (GroupedCandidate("fake-lossy", 90, False, {}, "too lossy", FakeFloors(0), 0),
-                              GroupedCandidate("fake-lossless", None, False, {}, "lossless", FakeFloors(0), 0)))
-    rec = compress_one(src, pol, outdir=tmp_path / "o", toolkit=FAKE).record
+    rec = compress_one(src, POLICIES["pair-strict"], outdir=tmp_path / "o", toolkit=FAKE).record
     lossy = next(a for a in rec["attempts"] if a["stage"] == "fake-lossy")
     line = next(r for r in rec["reasons"] if r.startswith("fake-lossless "))
     assert line.endswith(f"passed; failed the floors: fake-lossy (tried {lossy['bytes'] / 1000:.1f} kB) "

@@ -49,8 +49,10 @@ def collect_assets(inputs: Iterable[str | os.PathLike[str]], outdir: str | os.Pa
     the outputs it knows) is never taken as an input, walked or named, so ``compress d -o d`` run twice does not
     compress its own outputs.
     """
-    from .formats import sniff
-    from .pipeline import _IMAGE_FORMATS, Asset
+    from .formats import sniff, walked_formats
+    from .pipeline import Asset
+
+    image_formats = walked_formats()   # by content: everything else in a walked directory is skipped with a note
 
     note = on_note or (lambda m: log.info("%s", m))
     out_res = Path(outdir).resolve() if outdir is not None else None
@@ -75,7 +77,7 @@ def collect_assets(inputs: Iterable[str | os.PathLike[str]], outdir: str | os.Pa
                     except OSError as exc:
                         note(f"skipped {safe_text(str(f))}: cannot read ({exc.strerror or exc})")
                         continue
-                    if fmt not in _IMAGE_FORMATS:
+                    if fmt not in image_formats:
                         note(f"skipped {safe_text(str(f))}: not a recognised image ({fmt or 'unknown format'})")
                         continue
                     assets.append(Asset(str(f), str(root), _rel_name(f, root, note)))

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import InverityError
+from .record import DecisionRecord
 
 __all__ = ["Catalog", "CatalogError", "CATALOG_NAME", "SCHEMA_VERSION", "find_catalog", "catalog_files"]
 
@@ -206,10 +207,12 @@ class Catalog:
 
     # -- writing ----------------------------------------------------------------------------------------------
     def put(self, record: dict[str, Any]) -> None:
-        """Insert or replace the row of ``record["input"]`` (a decision record, done or failed)."""
+        """Insert or replace the row of ``record["input"]`` (a decision record, done or failed); a malformed
+        record (:meth:`inverity.record.DecisionRecord.from_dict` refuses it) raises ``RecordError``."""
         status = record.get("status", "done")
         if status not in ("done", "failed"):
             raise ValueError(f"cannot store status {status!r}")
+        DecisionRecord.from_dict(record)   # a malformed record is refused here (RecordError), never stored
         row = (
             # input_sha256 "" = an input that could not even be read (such a row is never "done")
             record["input"], record.get("input_sha256") or "", status,

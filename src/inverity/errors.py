@@ -5,7 +5,7 @@ import os
 
 __all__ = [
     "InverityError", "InputError", "PixelLimitError", "CodecError", "UnsupportedInputError", "UnknownIdError",
-    "ContainerError", "ModelError", "PolicyError", "MissingDependencyError", "error_line", "safe_text",
+    "ContainerError", "ModelError", "RecordError", "PolicyError", "MissingDependencyError", "error_line", "safe_text",
 ]
 
 
@@ -42,6 +42,10 @@ class UnknownIdError(InverityError, KeyError):
 
 class ContainerError(InverityError):
     """An ``.inv`` stream is refused (bad magic/version, checksum, unknown model, sha mismatch, hash mismatch)."""
+
+
+class RecordError(InverityError, ValueError):
+    """A decision record (JSON, a catalog row, an ``.inv`` header) is malformed; the message names what is wrong."""
 
 
 class ModelError(InverityError):

@@ -1,4 +1,14 @@
-"""Output safety: the one check every writer runs before it writes (CLI ``encode``/``decode``/``compress``, server).
+"""What an output file is, and whether it may be written: a plain file in the stage's own format, or the input's
+DICOM dataset around the stage's transfer syntax; and the one safety check every writer runs before it writes
+(CLI ``encode``/``decode``/``compress``, server).
+
+**Plain file or DICOM.** :func:`extension_for` names a plain output after its stage's format (the format
+registry, :mod:`inverity.formats`). A DICOM input kept as DICOM (archive/diagnostic) is written by
+:class:`DicomOutput`, a stage wrapper whose bitstream *is* the DICOM file: the quality search encodes and
+verifies that file itself, so the output is encoded once and verified once — no second encode after the
+choice, no second verdict.
+
+**Safety.**
 
 DESIGN.md: *no command writes over its own input*. A path can name an input without being spelt like it
 (``./a.png`` vs ``a.png``, a symlink, a hard link), so the check compares resolved paths *and* the files'
@@ -20,14 +30,115 @@ inverity.errors.InputError: ...a.png: is the input ...a.png; refusing to write o
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from . import formats as _formats
 from .errors import InputError
 
-__all__ = ["check_output", "check_output_dir", "same_file", "check_extension", "sha256_file"]
+if TYPE_CHECKING:
+    from .image import Image
+    from .stages.base import Capabilities, Stage
+
+__all__ = ["check_output", "check_output_dir", "same_file", "check_extension", "sha256_file", "extension_for",
+           "DicomOutput", "DicomStages", "DICOM_TRANSFER_SYNTAX", "dicom_note"]
+
+#: stage that passed -> the lossless DICOM transfer syntax its bitstream is (``jpeg2000`` with ``htj2k=True`` ->
+#: ``htj2k``); a view of the format registry. Other stages (PNG, WebP, JPEG XL) do not compete for DICOM output.
+DICOM_TRANSFER_SYNTAX: Mapping[str, str] = _formats.LazyView(_formats.dicom_transfer_syntaxes)
+
+
+def _dotted(ext: str) -> str:
+    return ext if ext.startswith(".") else f".{ext}"
+
+
+def extension_for(stage: Stage, payload: bytes) -> str:
+    """The output extension: the configured stage's own (options may change it: HTJ2K writes ``.j2c``), else
+    its format's (the registry's first extension), else that of the payload's sniffed format (``original``
+    writes the input's own format).
+
+    Examples
+    --------
+    >>> from inverity.stages.base import get_stage
+    >>> extension_for(get_stage("png"), b""), extension_for(get_stage("jpeg2000", htj2k=True), b"")
+    ('.png', '.j2c')
+    >>> extension_for(get_stage("original"), bytes.fromhex("ffd8ffe0"))
+    '.jpg'
+    """
+    own = getattr(stage, "extension", None)   # optional on a stage: set where options change the file type
+    if isinstance(own, str) and own:
+        return _dotted(own)
+    if stage.capabilities.extensions:
+        return _dotted(stage.capabilities.extensions[0])
+    return _formats.default_extensions().get(_formats.sniff(payload) or "", f".{stage.codec_id}")
+
+
+def _transfer_syntax(codec_id: str, options: Mapping[str, Any]) -> str:
+    ts = DICOM_TRANSFER_SYNTAX.get(codec_id, "jpegls")   # PNG, WebP, JPEG XL cannot be carried: JPEG-LS
+    return "htj2k" if ts == "jpeg2000" and options.get("htj2k") else ts
+
+
+class DicomOutput:
+    """A stage whose output is the DICOM file: the input's dataset kept intact, the pixels in ``inner``'s
+    transfer syntax (losslessly: the DICOM writer, :func:`inverity.image.dicom_bytes`, re-encodes exactly).
+
+    ``decode`` reads the file back through the one pixel door (:func:`inverity.image.load`), so the verifier
+    judges what is written. The record keeps ``inner``'s id and config; ``transfer_syntax`` says which
+    syntax the file uses.
+    """
+
+    def __init__(self, inner: Stage, transfer_syntax: str, write: Callable[..., bytes],
+                 read: Callable[..., Image]) -> None:
+        self.inner, self.transfer_syntax, self._write, self._read = inner, transfer_syntax, write, read
+        self.codec_id = inner.codec_id
+        caps: Capabilities = inner.capabilities
+        self.capabilities = dataclasses.replace(
+            caps, extensions=(".dcm",), mime="application/dicom",
+            metadata=tuple(dict.fromkeys((*caps.metadata, "dicom"))))
+        self.extension = ".dcm"
+
+    def get_config(self) -> dict[str, Any]:
+        return self.inner.get_config()
+
+    def encode(self, image: Image) -> bytes:
+        return bytes(self._write(image, transfer_syntax=self.transfer_syntax))
+
+    def decode(self, data: bytes) -> Image:
+        return self._read(data, name="DICOM output")
+
+    def __repr__(self) -> str:
+        return f"DicomOutput({self.inner!r}, {self.transfer_syntax!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class DicomStages:
+    """``get_stage`` for DICOM output: a stage comes wrapped in :class:`DicomOutput` (its own transfer syntax
+    where its bitstream is one, else JPEG-LS), unless its output already carries the dataset (``original``: the
+    DICOM file kept as is)."""
+
+    get_stage: Callable[..., Stage]
+    write: Callable[..., bytes]
+    read: Callable[..., Image]
+
+    def __call__(self, codec_id: str, **kw: Any) -> Stage:
+        stage = self.get_stage(codec_id, **kw)
+        if "dicom" in stage.capabilities.metadata:
+            return stage
+        opts = {k: v for k, v in kw.items() if k != "quality"}
+        wrapped: Any = DicomOutput(stage, _transfer_syntax(codec_id, opts), self.write, self.read)
+        return wrapped   # a Stage in all but inheritance (it wraps one)
+
+
+def dicom_note(stage: DicomOutput, options: Mapping[str, Any], policy: str | None) -> str:
+    """The record's reason for a DICOM output written through :class:`DicomOutput`."""
+    ts = stage.transfer_syntax
+    note = ""
+    if options.get("near"):
+        note = " (lossless: the DICOM writer re-encodes losslessly, so the near-lossless bound is not used)"
+    return f"DICOM input under {policy}: written as DICOM ({ts}), dataset kept{note}"
 
 
 def sha256_file(path: str | os.PathLike[str] | None) -> str | None:

@@ -36,7 +36,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,10 +45,20 @@ from ._search_model import (CHECK_DIRECTION, DEFAULT_SLOPE, GLOBAL_FLOORS, STRUC
 # the predictors' inputs and floor sets, for scripts/fit_search.py (explicit re-exports)
 from ._search_model import FLOOR_SETS as FLOOR_SETS, LOG_FEATURES as LOG_FEATURES, MODEL_FEATURES as MODEL_FEATURES
 from ._search_model import feature_vector as feature_vector, floor_set_floors as floor_set_floors
+from . import _promises as promises
+from .errors import CodecError
+from .formats import LazyView, dicom_transfer_syntaxes
+from .outputs import DicomStages
+from .record import DecisionRecord, jsonable
 from .verify import Floors, Verdict
 
+if TYPE_CHECKING:
+    from .image import Image
+    from .pipeline import Toolkit
+    from .route import Candidate
+
 __all__ = ["EFFORTS", "EFFORT_OPTIONS", "Attempt", "Predictor", "attempt", "search_quality", "search_group",
-           "search_grid", "load_predictor", "search_model_path", "floor_set_key", "Memo", "quality_bounds"]
+           "search_grid", "choose", "groups", "ChoiceError", "load_predictor", "search_model_path", "floor_set_key", "Memo", "quality_bounds"]
 
 #: search effort levels, cheapest first (``Policy.effort``)
 EFFORTS: tuple[str, ...] = ("fast", "balanced", "max")
@@ -121,17 +131,16 @@ class Memo:
 
 
 def _jsonable(x: Any) -> Any:
-    from .pipeline import _jsonable as j   # one definition: the decision record's JSON view
-    return j(x)
+    return jsonable(x)   # one definition: the decision record's JSON view
 
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 1)
 
 
-def _checks(verdict: Any) -> dict[str, Any]:
-    from .pipeline import _checks as checks   # one definition: the decision record's view of a verdict
-    return checks(verdict)
+def _checks(verdict: Verdict) -> dict[str, Any]:
+    """The verdict's measured numbers, JSON-ready (the decision record's view of a verdict)."""
+    return dict(verdict.to_dict()["checks"])
 
 
 def stage_options(cand: Any, effort: str) -> dict[str, Any]:
@@ -626,3 +635,106 @@ def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[
             n = int(a.entry["bytes"])
             best = n if best is None else min(best, n)
     return passed, notes
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The choice over a plan: group by group
+# --------------------------------------------------------------------------------------------------------------
+#: stage id -> the DICOM transfer syntax its bitstream is (a view of the format registry)
+_DICOM_TS = LazyView(dicom_transfer_syntaxes)
+
+
+class ChoiceError(CodecError):
+    """The choice went wrong in a way no candidate explains (a bug: an unverified output was about to ship)."""
+
+
+def groups(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """Consecutive candidates sharing ``group`` (the router's "equivalent choices").
+
+    Examples
+    --------
+    >>> from inverity.route import Candidate
+    >>> [[c.codec_id for c in g] for g in groups([Candidate("avif"), Candidate("webp"), Candidate("png", group=1)])]
+    [['avif', 'webp'], ['png']]
+    """
+    out: list[list[Candidate]] = []
+    for c in candidates:
+        if out and out[-1][-1].group == c.group:
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return out
+
+
+def _dicom_only(tk: Toolkit, group: list[Candidate], record: DecisionRecord) -> list[Candidate]:
+    """For DICOM output only the stages whose bitstream is a DICOM transfer syntax (or that keep the DICOM file)
+    compete, when the group has any."""
+    if not any(c.codec_id in _DICOM_TS for c in group):
+        return group
+    ok = {c.codec_id for c in group if c.codec_id in _DICOM_TS or promises.carries(tk.get_stage, c.codec_id, "dicom")}
+    record.reasons.extend(f"{c.codec_id} not tried: not a DICOM transfer syntax" for c in group if c.codec_id not in ok)
+    return [c for c in group if c.codec_id in ok]
+
+
+def _losers(group: list[Candidate], passed: list[tuple[Attempt, Candidate]], notes: list[str],
+            attempts: list[dict[str, Any]], record: DecisionRecord
+            ) -> tuple[list[tuple[Candidate, list[int]]], list[tuple[Candidate, list[int]]]]:
+    """The group's candidates that failed the floors, and those never verified because they could not beat the
+    best passing size, each with the sizes it tried (the record compares them too)."""
+    ok = {id(c) for _, c in passed}
+    rejected: list[tuple[Candidate, list[int]]] = []
+    larger: list[tuple[Candidate, list[int]]] = []
+    for cand in group:
+        if id(cand) in ok or any(n.startswith(f"{_label(cand)} not tried") for n in notes):
+            continue
+        mine = [e for e in attempts if e.get("stage") == cand.codec_id]
+        sizes = [e["bytes"] for e in mine if e.get("bytes")]
+        because = "; ".join(mine[-1]["reasons"]) if mine and mine[-1].get("reasons") else "failed"
+        if mine and all(e.get("passed") is False and str((e.get("reasons") or [""])[0]).startswith("not verified:")
+                        for e in mine):
+            larger.append((cand, sizes))
+            record.reasons.append(f"{_label(cand)} not chosen: {because}")
+        else:
+            rejected.append((cand, sizes))
+            record.reasons.append(f"{_label(cand)} rejected: {because}")
+    return rejected, larger
+
+
+def choose(tk: Toolkit, image: Image, candidates: Sequence[Candidate], record: DecisionRecord, *,
+           dicom_out: bool = False, effort: str = "balanced") -> tuple[Attempt, Candidate] | None:
+    """Try the candidates group by group (:func:`search_group`), recording every attempt and why each lost.
+
+    Within a group (equivalent choices) the smallest that passes wins; a later group is only a fallback when
+    nothing in the earlier ones passed. ``effort`` (the policy's) sets how hard the quality search works. With
+    ``dicom_out`` only DICOM transfer syntaxes compete, and what is encoded and verified is the DICOM file itself
+    (:class:`inverity.outputs.DicomOutput`). Returns the winning attempt (verified in full) and its candidate, or
+    ``None`` when nothing passed.
+    """
+    stk = tk
+    if dicom_out and tk.dicom_bytes is not None:
+        stk = dataclasses.replace(tk, get_stage=DicomStages(tk.get_stage, tk.dicom_bytes, tk.load))
+    prof = record.profile
+    predictor = load_predictor(prof.get("features"), prof.get("kind"), image.width * image.height)
+    memo = Memo()
+    record.search = {"effort": effort, "encodes": 0}
+    for group in groups(candidates):
+        if dicom_out:
+            group = _dicom_only(tk, group, record)
+        g0 = len(record.attempts)
+        passed, notes = search_group(stk, image, group, record.attempts, effort=effort, predictor=predictor,
+                                     memo=memo)
+        record.search["encodes"] = memo.encodes
+        record.reasons.extend(notes)
+        rejected, larger = _losers(group, passed, notes, record.attempts[g0:], record)
+        if not passed:
+            continue
+        best, cand = min(passed, key=lambda p: p[0].entry["bytes"])
+        if best.verified != "full":   # nothing ships on a prediction: a bug here fails the asset, loudly
+            raise ChoiceError(f"{record.input}: internal error: {_label(cand)} q={best.entry['quality']} was "
+                              "chosen without a full verification")
+        best.entry["chosen"] = True
+        record.reasons.append(f"{_label(cand)}: {cand.reason or 'passed'}")
+        if len(passed) > 1 or rejected or larger:
+            record.reasons.append(promises.sizes_reason(passed, _label, rejected, larger=larger))
+        return best, cand
+    return None

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .._atomic import atomic_write_text
 from ..errors import InputError, InverityError
+from ..record import DecisionRecord
 from ..search import search_grid
 from . import _data
 
@@ -196,9 +197,9 @@ def oracle(image: Any, policy: Any, plan: Sequence[Any], *, grid: Sequence[int] 
     return result
 
 
-def _reverify(tk: Any, image: Any, record: Mapping[str, Any], floors: Any) -> tuple[bool | None, str]:
+def _reverify(tk: Any, image: Any, record: DecisionRecord, floors: Any) -> tuple[bool | None, str]:
     """Decode the router's written output independently and verify it; (passed, reason)."""
-    out = record.get("output")
+    out = record.output
     if not out or not Path(out).exists():
         return None, "no output file"
     data = Path(out).read_bytes()
@@ -206,7 +207,7 @@ def _reverify(tk: Any, image: Any, record: Mapping[str, Any], floors: Any) -> tu
         if str(out).endswith(".dcm"):
             rec = tk.load(data, name=str(out))
         else:
-            stage = tk.get_stage(record["stage"], quality=record.get("quality"), **dict(record.get("options") or {}))
+            stage = tk.get_stage(record.stage, quality=record.quality, **dict(record.options or {}))
             rec = stage.decode(data)
     except Exception as exc:  # noqa: BLE001 - an output we cannot decode is a violation, with its reason
         return False, f"cannot decode output: {type(exc).__name__}: {exc}"
@@ -248,10 +249,10 @@ def run_routing(data: str | os.PathLike[str], policy: str, out: str | os.PathLik
             t0 = time.perf_counter()
             try:
                 res = compress_one(f, pol, outdir=tmp, root=root)
-                rec = dict(res.record)
-                row.update(router_stage=rec.get("stage"), router_quality=rec.get("quality"),
-                           router_bytes=rec.get("bytes"), router_attempts=len(rec.get("attempts") or []))
-                cand = next((c for c in plan if c.codec_id == rec.get("stage")), None)
+                rec = DecisionRecord.from_dict(res.record)
+                row.update(router_stage=rec.stage, router_quality=rec.quality, router_bytes=rec.bytes,
+                           router_attempts=len(rec.attempts))
+                cand = next((c for c in plan if c.codec_id == rec.stage), None)
                 floors = getattr(cand, "floors", None) or getattr(concrete, "floors", None)
                 ok, why = _reverify(tk, image, rec, floors)
                 row["router_reverified"] = ok

@@ -22,8 +22,9 @@ from urllib.parse import quote
 import numpy as np
 
 from .._atomic import atomic_write_bytes, atomic_write_text
-from ..errors import InputError, InverityError
+from ..errors import InputError, InverityError, RecordError
 from ..image import Image
+from ..record import DecisionRecord
 from ..verify_types import Box, boxes_from_checks
 from . import _maps
 from ._why import CheckRow, Why, attempt_label, check_rows, chosen_attempt, explain, fmt, human_bytes, main_reasons, \
@@ -89,8 +90,13 @@ def read_records_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not JSON Lines or a JSON list of decision records ({exc.msg}, line {exc.lineno})") \
             from None
-    if not all(isinstance(r, dict) for r in records):
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InputError(f"{p}: every record must be a JSON object")
+    for i, r in enumerate(records, 1):   # one type reads them all: a malformed record is refused, not drawn
+        try:
+            DecisionRecord.from_dict(r)
+        except RecordError as exc:
+            raise InputError(f"{p}: record {i}: {exc}") from None
     return records
 
 
