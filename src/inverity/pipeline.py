@@ -378,7 +378,7 @@ def _label(cand: Any) -> str:
 def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
                  toolkit: Toolkit | None = None, media_types: Iterable[str] | None = None,
-                 exclude_stages: Sequence[str] = ()) -> Result:
+                 exclude_stages: Sequence[str] = (), image: Any = None, effort: str | None = None) -> Result:
     """Compress one asset under ``policy`` and write its output atomically under ``outdir``.
 
     Parameters
@@ -403,6 +403,12 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
         a DICOM input stays DICOM only if ``application/dicom`` is among them.
     exclude_stages
         Codec ids removed from the routed plan (a reviewer rejected them; :func:`inverity.review.reroute`).
+    image
+        ``path`` already decoded by :func:`inverity.image.load` (the server checks an upload by decoding it):
+        used as is, so the file is read for its hash but not decoded twice.
+    effort
+        The quality search's effort (``fast``, ``balanced``, ``max``) instead of the policy's (the server's
+        speed setting); the chosen output is verified in full whatever the effort.
 
     Returns
     -------
@@ -437,7 +443,8 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
     }
     try:
         return _compress_loaded(tk, data, asset, policy, outdir, record, t_start,
-                                None if media_types is None else frozenset(media_types), tuple(exclude_stages))
+                                None if media_types is None else frozenset(media_types), tuple(exclude_stages),
+                                image=image, effort=effort)
     except InverityError as exc:
         record["error"] = str(exc)
         record["elapsed_ms"] = _ms(t_start)
@@ -447,9 +454,9 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
 
 def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, outdir: Path,
                      record: dict[str, Any], t_start: float, media_types: frozenset[str] | None = None,
-                     exclude: tuple[str, ...] = ()) -> Result:
+                     exclude: tuple[str, ...] = (), *, image: Any = None, effort: str | None = None) -> Result:
     try:
-        image = tk.load(data, name=asset.path)
+        image = tk.load(data, name=asset.path) if image is None else image
     except InverityError:
         raise
     except Exception as exc:  # noqa: BLE001 - a loader bug or odd file still gets one clear line
@@ -505,7 +512,7 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
                  and _family(tk, concrete) in DICOM_OUT_POLICIES
                  and (media_types is None or "application/dicom" in media_types))
-    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out, effort=_effort(policy, concrete))
+    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out, effort=effort or _effort(policy, concrete))
     if chosen is None or chosen.payload is None:
         attempts = record["attempts"]
         tried = ", ".join(dict.fromkeys(c.codec_id for c in candidates))

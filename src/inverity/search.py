@@ -48,7 +48,8 @@ from ._search_model import feature_vector as feature_vector, floor_set_floors as
 from .verify import Floors, Verdict
 
 __all__ = ["EFFORTS", "EFFORT_OPTIONS", "Attempt", "Predictor", "attempt", "search_quality", "search_group",
-           "search_grid", "load_predictor", "search_model_path", "floor_set_key", "Memo", "quality_bounds"]
+           "search_grid", "load_predictor", "search_model_path", "floor_set_key", "Memo", "quality_bounds",
+           "size_floor"]
 
 #: search effort levels, cheapest first (``Policy.effort``)
 EFFORTS: tuple[str, ...] = ("fast", "balanced", "max")
@@ -592,6 +593,19 @@ def _predicted_bytes(p: Predictor, cand: Any, tau: float) -> tuple[float | None,
     return p.bytes(label, q_first), p.bytes_lower(label, q_low)
 
 
+def size_floor(predictor: Predictor | None, cand: Any, effort: str = "balanced") -> float | None:
+    """The predicted lower bound on the size of ``cand``'s passing output, bytes; ``None`` when the effort does
+    not predict (``max``) or the model does not cover the candidate.
+
+    :func:`search_group` does not try a candidate whose bound is at least the best passing size so far; the
+    server applies the same rule between the formats a client accepts equally (a format that cannot beat a
+    verified rendition in hand is not made for that request).
+    """
+    if predictor is None or not _EFFORT[_effort(effort)].predict:
+        return None
+    return _predicted_bytes(predictor, cand, _EFFORT[_effort(effort)].tau)[1]
+
+
 def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[str, Any]], *,
                  effort: str = "balanced", predictor: Predictor | None = None,
                  memo: Memo | None = None) -> tuple[list[tuple[Attempt, Any]], list[str]]:
@@ -607,7 +621,7 @@ def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[
     bounds: dict[int, float | None] = {}
     if eff.predict and predictor is not None and len(order) > 1:
         pred = {id(c): _predicted_bytes(predictor, c, eff.tau) for c in order}
-        bounds = {k: v[1] for k, v in pred.items()}
+        bounds = {id(c): size_floor(predictor, c, effort) for c in order}
         # stable: candidates without a prediction keep the router's order, ahead of the predicted ones
         order.sort(key=lambda c: -1.0 if pred[id(c)][0] is None else float(pred[id(c)][0]))
     passed: list[tuple[Attempt, Any]] = []

@@ -238,6 +238,24 @@ async def _send(state: AppState, meta: dict[str, Any], headers: dict[str, str]) 
     return FileResponse(state.store.path_of(meta["path"]), media_type=meta["media_type"], headers=headers)
 
 
+async def _known(state: AppState, aid: str, media_type: str) -> Optional[dict[str, Any]]:
+    """The rendition record if it was made (or found unavailable) before; never makes one."""
+    meta = state.renditions.get((aid, media_type))
+    if meta is None:
+        meta = await state.call(state.store.read_rendition, aid, MEDIA_TYPES[media_type])
+        if meta is not None:
+            state.renditions.put((aid, media_type), meta)
+    return meta
+
+
+async def _size_floors(state: AppState, aid: str) -> dict[str, float]:
+    floors = state.size_floors.get(aid)
+    if floors is None:
+        floors = await state.call(state.store.size_floors, aid)
+        state.size_floors.put(aid, floors)
+    return floors  # type: ignore[no-any-return]
+
+
 async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[str, float]) -> tuple[
         Optional[dict[str, Any]], list[dict[str, Any]], Optional[dict[str, Any]]]:
     """The smallest servable rendition of the highest-weighted group that has one; what failed on the way; and,
@@ -246,6 +264,13 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     Servable = verified *and* let through by the review gate (:func:`.._review.gate`): this is the only way any
     read (bearer, signed URL, public read, ``HEAD``) reaches a rendition, so a pending or rejected output is
     never served.
+
+    A format of the group that was not made yet is made for this request unless a servable rendition is
+    already in hand (the upload's own output, typically) and the search's predicted lower bound on that
+    format's passing size (:meth:`Store.size_floors`) is at least its bytes — the rule by which the quality
+    search itself skips a candidate that cannot beat the best passing size. So the first GET after an upload
+    serves the upload's output without encoding the formats that cannot win; a request naming such a format
+    alone still gets it made and verified.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.config.timeout
@@ -253,8 +278,17 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     failed: list[dict[str, Any]] = []
     held: Optional[dict[str, Any]] = None
     for group in preference_groups(weights):
-        metas = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
-                                       for mt in group))
+        known = dict(zip(group, await asyncio.gather(*(_known(state, aid, mt) for mt in group))))
+        todo = [mt for mt in group if known[mt] is None]
+        if todo and len(todo) < len(group):
+            ok, _ = await gate(state, aid, [m for m in known.values() if m and m.get("status") == "done"])
+            if ok:
+                best = min(m["bytes"] for m in ok)
+                floors = await _size_floors(state, aid)
+                todo = [mt for mt in todo if floors.get(mt) is None or floors[mt] < best]
+        made = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
+                                      for mt in todo))
+        metas = [m for m in known.values() if m is not None] + list(made)
         ok, why = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
         if ok:
             return min(ok, key=lambda m: (m["bytes"], order.index(m["media_type"]))), failed, None
@@ -318,7 +352,8 @@ async def get_asset(asset_id: str, request: Request, state: AppState = Depends(g
 async def get_decision(asset_id: str, state: AppState = Depends(get_state)) -> Any:
     rec = await _asset_record(state, asset_id)
     rends = await state.call(state.store.renditions, asset_id)
-    return {"id": asset_id, "decision": rec, "renditions": rends, "review": await review_of(state, asset_id, rec)}
+    return {"id": asset_id, "decision": rec, "renditions": rends, "review": await review_of(state, asset_id, rec),
+            "size_floors": await _size_floors(state, asset_id)}
 
 
 @router.get("/{asset_id}/url", response_model=SignedUrl, dependencies=[Depends(require_token)],
