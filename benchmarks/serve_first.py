@@ -58,7 +58,8 @@ def photos(n: int) -> list[tuple[str, bytes]]:
     return out
 
 
-async def _one(c: Any, png: bytes, policy: str, accept: str) -> dict[str, Any]:
+async def _one(c: Any, png: bytes, policy: str, accept: str, pid: int) -> dict[str, Any]:
+    cpu0 = _cpu_of(pid)
     t0 = time.perf_counter()
     r = await c.post("/v1/assets", params={"policy": policy}, content=png, headers={"Content-Type": "image/png"})
     t_up = time.perf_counter() - t0
@@ -71,15 +72,17 @@ async def _one(c: Any, png: bytes, policy: str, accept: str) -> dict[str, Any]:
     t_get = time.perf_counter() - t1
     if g.status_code != 200:
         raise SystemExit(f"GET failed: {g.status_code} {g.text[:300]}")
+    cpu = _cpu_of(pid) - cpu0
     after = set((await c.get(f"/v1/assets/{aid}/decision")).json()["renditions"])
     made = sorted(mt.split("/")[1] for mt in after - before)
     return {"policy": policy, "accept": accept, "stage": rec.get("stage"), "quality": rec.get("quality"),
             "bytes": rec.get("bytes"), "encodes": (rec.get("search") or {}).get("encodes"),
             "served": g.headers.get("content-type"), "served_bytes": len(g.content), "made": made,
-            "upload_s": round(t_up, 3), "get_s": round(t_get, 3), "total_s": round(t_up + t_get, 3)}
+            "upload_s": round(t_up, 3), "get_s": round(t_get, 3), "total_s": round(t_up + t_get, 3),
+            "server_cpu_s": round(cpu, 3)}
 
 
-async def _run(base: str, token: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+async def _run(base: str, token: str, args: argparse.Namespace, pid: int) -> list[dict[str, Any]]:
     import httpx
 
     out = []
@@ -89,7 +92,7 @@ async def _run(base: str, token: str, args: argparse.Namespace) -> list[dict[str
             for name, png in photos(args.images):
                 png = png + b"\0" * rep        # a new asset id per repeat (trailing bytes after IEND are ignored)
                 for policy, accept in (("delivery", CHROMIUM), ("auto", "*/*")):
-                    row = await _one(c, png, policy, accept)
+                    row = await _one(c, png, policy, accept, pid)
                     out.append({"image": name, "repeat": rep, **row})
                     print(json.dumps(out[-1]), flush=True)
     return out
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         proc, base = start_server(Path(tmp), *args.serve_arg, token=token, host=HOST, wait_s=90)
         cpu0 = _cpu_of(proc.pid)
         try:
-            rows = asyncio.run(_run(base, token, args))
+            rows = asyncio.run(_run(base, token, args, proc.pid))
         finally:
             cpu = _cpu_of(proc.pid) - cpu0
             stop_server(proc)
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"{policy}_median_upload_s"] = round(statistics.median(r["upload_s"] for r in sel), 3)
             summary[f"{policy}_median_get_s"] = round(statistics.median(r["get_s"] for r in sel), 3)
             summary[f"{policy}_median_total_s"] = round(statistics.median(r["total_s"] for r in sel), 3)
+            summary[f"{policy}_median_server_cpu_s"] = round(statistics.median(r["server_cpu_s"] for r in sel), 3)
+            summary[f"{policy}_bytes"] = sum(r["bytes"] for r in sel)
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))

@@ -265,12 +265,13 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     read (bearer, signed URL, public read, ``HEAD``) reaches a rendition, so a pending or rejected output is
     never served.
 
-    A format of the group that was not made yet is made for this request unless a servable rendition is
-    already in hand (the upload's own output, typically) and the search's predicted lower bound on that
-    format's passing size (:meth:`Store.size_floors`) is at least its bytes — the rule by which the quality
-    search itself skips a candidate that cannot beat the best passing size. So the first GET after an upload
-    serves the upload's output without encoding the formats that cannot win; a request naming such a format
-    alone still gets it made and verified.
+    The formats of a group not made yet are made the way the quality search tries a group's candidates: in
+    order of the search's predicted lower bound on their passing size (:meth:`Store.size_floors`; formats
+    without one first, all at once), and a format whose bound is at least the bytes of a servable rendition in
+    hand is not made for this request — it cannot win. So the first GET after an upload serves the upload's
+    output without encoding the formats that cannot beat it (PNG for a photo, typically), and a wildcard
+    request makes JPEG but not PNG for a photo. A request that names such a format alone still gets it made
+    and verified.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.config.timeout
@@ -278,17 +279,19 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     failed: list[dict[str, Any]] = []
     held: Optional[dict[str, Any]] = None
     for group in preference_groups(weights):
-        known = dict(zip(group, await asyncio.gather(*(_known(state, aid, mt) for mt in group))))
-        todo = [mt for mt in group if known[mt] is None]
-        if todo and len(todo) < len(group):
-            ok, _ = await gate(state, aid, [m for m in known.values() if m and m.get("status") == "done"])
+        known = await asyncio.gather(*(_known(state, aid, mt) for mt in group))
+        metas = [m for m in known if m is not None]
+        todo = [mt for mt, m in zip(group, known) if m is None]
+        floors = await _size_floors(state, aid) if todo else {}
+        while todo:
+            ok, _ = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
             if ok:
                 best = min(m["bytes"] for m in ok)
-                floors = await _size_floors(state, aid)
                 todo = [mt for mt in todo if floors.get(mt) is None or floors[mt] < best]
-        made = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
-                                      for mt in todo))
-        metas = [m for m in known.values() if m is not None] + list(made)
+            batch = [mt for mt in todo if floors.get(mt) is None] or sorted(todo, key=lambda mt: floors[mt])[:1]
+            metas.extend(await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
+                                               for mt in batch)))
+            todo = [mt for mt in todo if mt not in batch]
         ok, why = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
         if ok:
             return min(ok, key=lambda m: (m["bytes"], order.index(m["media_type"]))), failed, None
