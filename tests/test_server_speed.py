@@ -78,7 +78,7 @@ def test_first_get_serves_the_upload_without_a_new_encode(tmp_path: Path, monkey
         real, runs = pipeline_mod.compress_one, []
 
         def counting(*args: Any, **kw: Any) -> Any:
-            runs.append(kw.get("media_types"))
+            runs.append((kw.get("media_types"), kw.get("beat")))
             return real(*args, **kw)
 
         monkeypatch.setattr(pipeline_mod, "compress_one", counting)
@@ -86,17 +86,25 @@ def test_first_get_serves_the_upload_without_a_new_encode(tmp_path: Path, monkey
         assert r.status_code == 200 and r.headers["content-type"] == "image/avif"
         assert len(r.content) == rec["bytes"]
         assert runs == [] and _files(store) == before            # no encode, nothing written: the upload's output
-        # a format that might beat it is made and compared (the search's own rule) ...
+        # a format that might beat it is searched for a smaller output only (larger probes are not verified) ...
         r = c.get(f"/v1/assets/{aid}", headers={**AUTH, "Accept": "image/avif, image/webp"})
-        assert r.status_code == 200 and runs == [["image/webp"]]
+        assert r.status_code == 200 and runs == [(["image/webp"], rec["bytes"])]
         done = c.get(f"/v1/assets/{aid}/decision", headers=AUTH).json()["renditions"]
-        assert r.headers["content-type"] == min(("image/avif", "image/webp"), key=lambda mt: done[mt]["bytes"])
-        # ... and the format that was not made is still made and verified when asked for alone
-        r = c.get(f"/v1/assets/{aid}", headers={**AUTH, "Accept": "image/png"})
-        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-        assert runs[-1] == ["image/png"]
-        png = c.get(f"/v1/assets/{aid}/decision", headers=AUTH).json()["renditions"]["image/png"]
-        assert png["status"] == "done" and png["bytes"] >= floors["image/png"] * 0.5
+        if "image/webp" in done:     # it was smaller: verified in full, a rendition like any other, and served
+            assert done["image/webp"]["bytes"] < rec["bytes"] and r.headers["content-type"] == "image/webp"
+            assert [a for a in done["image/webp"]["record"]["attempts"] if a.get("chosen")][0]["passed"]
+        else:                        # it could not be: nothing written, the upload's output served
+            assert r.headers["content-type"] == "image/avif" and _files(store) == before
+            again = c.get(f"/v1/assets/{aid}", headers={**AUTH, "Accept": "image/avif, image/webp"})
+            assert again.content == r.content and len(runs) == 1      # remembered: not searched again
+        # ... and a format that was not made is made in full, and verified, when asked for alone
+        webp_made, n = "image/webp" in done, len(runs)
+        for mt in ("image/png", "image/webp"):
+            r = c.get(f"/v1/assets/{aid}", headers={**AUTH, "Accept": mt})
+            assert r.status_code == 200 and r.headers["content-type"] == mt
+            meta = c.get(f"/v1/assets/{aid}/decision", headers=AUTH).json()["renditions"][mt]
+            assert meta["status"] == "done" and [a for a in meta["record"]["attempts"] if a.get("chosen")]
+        assert runs[n:] == [(["image/png"], None)] + ([] if webp_made else [(["image/webp"], None)])
 
 
 def test_serve_effort_flag_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,3 +113,22 @@ def test_serve_effort_flag_is_checked(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["serve", "--store", str(tmp_path), "--no-auth", "--effort", "quick"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("inverity: error: --effort must be one of fast, balanced, max") and "\n" not in err
+
+
+def test_compress_one_beat_verifies_only_smaller_outputs(tmp_path: Path) -> None:
+    from inverity.pipeline import NoCandidatePassedError, compress_one
+
+    src = tmp_path / "a.png"
+    src.write_bytes(_png())
+    full = compress_one(src, "delivery", outdir=tmp_path / "o", media_types=["image/jpeg"])
+    with pytest.raises(NoCandidatePassedError) as exc:      # nothing can be smaller than 100 bytes
+        compress_one(src, "delivery", outdir=tmp_path / "o2", media_types=["image/jpeg"], beat=100)
+    record = exc.value.record                               # type: ignore[attr-defined]
+    assert all(a["passed"] is False and a["reasons"][0].startswith("not verified:") for a in record["attempts"])
+    assert record["attempts"] or any(" not tried: " in r for r in record["reasons"])
+    assert not (tmp_path / "o2").exists()
+    # with room to beat, the output passed its full verification like any other
+    roomy = compress_one(src, "delivery", outdir=tmp_path / "o3", media_types=["image/jpeg"],
+                         beat=10 * full.record["bytes"])
+    assert roomy.record["bytes"] < 10 * full.record["bytes"]
+    assert [a for a in roomy.record["attempts"] if a.get("chosen")][0]["passed"] is True

@@ -307,7 +307,7 @@ def _groups(candidates: list[Any]) -> list[list[Any]]:
 
 
 def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, Any],
-            dicom_out: bool, *, effort: str = "balanced") -> tuple[_Attempt | None, Any]:
+            dicom_out: bool, *, effort: str = "balanced", best_bytes: int | None = None) -> tuple[_Attempt | None, Any]:
     """Try the candidates group by group (:func:`inverity.search.search_group`). Within a group (equivalent
     choices) the smallest that passes wins; a later group is only a fallback when nothing in the earlier ones
     passed. ``effort`` (the policy's) sets how hard the quality search works.
@@ -331,7 +331,8 @@ def _choose(tk: Toolkit, image: Any, candidates: list[Any], record: dict[str, An
                     record["reasons"].append(f"{c.codec_id} not tried: not a DICOM transfer syntax")
             group = [c for c in group if c.codec_id in dicom_ok]
         g0 = len(attempts)
-        passed, notes = S.search_group(tk, image, group, attempts, effort=effort, predictor=predictor, memo=memo)
+        passed, notes = S.search_group(tk, image, group, attempts, effort=effort, predictor=predictor, memo=memo,
+                                       best_bytes=best_bytes)
         record["search"]["encodes"] = memo.encodes
         record["reasons"].extend(notes)
         ok = {id(c) for _, c in passed}
@@ -378,7 +379,8 @@ def _label(cand: Any) -> str:
 def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
                  toolkit: Toolkit | None = None, media_types: Iterable[str] | None = None,
-                 exclude_stages: Sequence[str] = (), image: Any = None, effort: str | None = None) -> Result:
+                 exclude_stages: Sequence[str] = (), image: Any = None, effort: str | None = None,
+                 beat: int | None = None) -> Result:
     """Compress one asset under ``policy`` and write its output atomically under ``outdir``.
 
     Parameters
@@ -409,6 +411,9 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
     effort
         The quality search's effort (``fast``, ``balanced``, ``max``) instead of the policy's (the server's
         speed setting); the chosen output is verified in full whatever the effort.
+    beat
+        Only an output smaller than this many bytes is wanted (the server's rendition that must beat one in
+        hand): larger probes are not verified, and if none is smaller, ``NoCandidatePassedError``.
 
     Returns
     -------
@@ -444,7 +449,7 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
     try:
         return _compress_loaded(tk, data, asset, policy, outdir, record, t_start,
                                 None if media_types is None else frozenset(media_types), tuple(exclude_stages),
-                                image=image, effort=effort)
+                                image=image, effort=effort, beat=beat)
     except InverityError as exc:
         record["error"] = str(exc)
         record["elapsed_ms"] = _ms(t_start)
@@ -454,7 +459,8 @@ def compress_one(path: str | os.PathLike[str], policy: Any = "auto", *, outdir: 
 
 def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, outdir: Path,
                      record: dict[str, Any], t_start: float, media_types: frozenset[str] | None = None,
-                     exclude: tuple[str, ...] = (), *, image: Any = None, effort: str | None = None) -> Result:
+                     exclude: tuple[str, ...] = (), *, image: Any = None, effort: str | None = None,
+                     beat: int | None = None) -> Result:
     try:
         image = tk.load(data, name=asset.path) if image is None else image
     except InverityError:
@@ -512,7 +518,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, policy_spec: Any, o
     dicom_out = (_is_dicom(image) and tk.dicom_bytes is not None
                  and _family(tk, concrete) in DICOM_OUT_POLICIES
                  and (media_types is None or "application/dicom" in media_types))
-    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out, effort=effort or _effort(policy, concrete))
+    chosen, chosen_cand = _choose(tk, image, candidates, record, dicom_out, effort=effort or _effort(policy, concrete),
+                                   best_bytes=beat)
     if chosen is None or chosen.payload is None:
         attempts = record["attempts"]
         tried = ", ".join(dict.fromkeys(c.codec_id for c in candidates))

@@ -608,12 +608,15 @@ def size_floor(predictor: Predictor | None, cand: Any, effort: str = "balanced")
 
 def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[str, Any]], *,
                  effort: str = "balanced", predictor: Predictor | None = None,
-                 memo: Memo | None = None) -> tuple[list[tuple[Attempt, Any]], list[str]]:
+                 memo: Memo | None = None, best_bytes: int | None = None) -> tuple[list[tuple[Attempt, Any]],
+                                                                                  list[str]]:
     """Search every candidate of a group of equivalent choices; returns the passing (attempt, candidate) pairs
     and notes for the decision record (which candidates were not tried, and why).
 
     ``fast``/``balanced``: candidates go in predicted-bytes order, and one whose predicted lower bound cannot
     beat the best passing size so far is not tried; ``max`` tries every candidate in the router's order.
+    ``best_bytes``: the best passing size to start from (an output already in hand elsewhere), so only a
+    smaller output can pass.
     """
     eff = _EFFORT[_effort(effort)]
     memo = memo if memo is not None else Memo()
@@ -626,7 +629,7 @@ def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[
         order.sort(key=lambda c: -1.0 if pred[id(c)][0] is None else float(pred[id(c)][0]))
     passed: list[tuple[Attempt, Any]] = []
     notes: list[str] = []
-    best: int | None = None
+    best: int | None = best_bytes
     for cand in order:
         lb = bounds.get(id(cand))
         if best is not None and lb is not None and lb >= best:

@@ -85,6 +85,7 @@ class AppState:
         self.renditions = LRU(RECORD_CACHE_ITEMS)      # (id, media type) -> rendition record
         self.offered = LRU(RECORD_CACHE_ITEMS)         # id -> media types worth offering
         self.size_floors = LRU(RECORD_CACHE_ITEMS)     # id -> {media type: predicted lower bound on its bytes}
+        self.beaten = LRU(RECORD_CACHE_ITEMS)          # (id, media type) -> bytes it could not beat (not made)
         self.bytes = LRU(RECORD_CACHE_ITEMS, BYTE_CACHE_BUDGET)   # rendition path -> bytes
         self._token_digest = None if config.token is None else hashlib.sha256(config.token.encode()).digest()
         self._reviewers = {name: hashlib.sha256(secret.encode()).digest() for name, secret in config.reviewers}

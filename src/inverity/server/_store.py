@@ -384,7 +384,8 @@ class Store:
                 "path": path.resolve().relative_to(self.root).as_posix(), "bytes": len(data),
                 "etag": hashlib.sha256(data).hexdigest(), "record": record}
 
-    def make_rendition(self, aid: str, record: dict[str, Any], media_type: str) -> dict[str, Any]:
+    def make_rendition(self, aid: str, record: dict[str, Any], media_type: str,
+                       beat: int | None = None) -> dict[str, Any]:
         """The verified rendition of an asset in ``media_type``, made on first call and cached on disk.
 
         The rendition is the pipeline run again on the original, under the asset's (resolved) policy, with the
@@ -392,6 +393,10 @@ class Store:
         search for the fewest bytes that pass, and the same verification as the upload itself. If no stage of
         that format passes (or the policy allows none, e.g. lossy AVIF under ``archive``, or the learned stage
         outside ``controlled``), the record says ``unavailable`` and why; that answer is cached too.
+
+        ``beat``: only a rendition smaller than this many bytes is wanted (another format's, in hand): the search
+        does not verify larger probes, and if none is smaller the answer is ``{"status": "beaten", "beat": n}``
+        — not cached (the format may well be available, just not smaller), nothing written.
         """
         from ..pipeline import Asset, NoCandidatePassedError, compress_one
 
@@ -404,8 +409,10 @@ class Store:
         outdir = self.rendition_dir(aid)
         try:
             res = compress_one(orig, policy, outdir=outdir, asset=Asset(str(orig), str(orig.parent), key),
-                               toolkit=self.toolkit, media_types=[media_type], effort=self.effort)
+                               toolkit=self.toolkit, media_types=[media_type], effort=self.effort, beat=beat)
         except NoCandidatePassedError as exc:
+            if beat is not None:
+                return {"media_type": media_type, "key": key, "status": "beaten", "beat": beat}
             rec = getattr(exc, "record", None) or {}
             meta = {"media_type": media_type, "key": key, "status": "unavailable",
                     "error": public_message(str(exc), self.root),

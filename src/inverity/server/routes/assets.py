@@ -211,11 +211,19 @@ async def _asset_record(state: AppState, aid: str) -> dict[str, Any]:
 
 
 async def _rendition(state: AppState, aid: str, rec: dict[str, Any], media_type: str,
-                     timeout: float) -> dict[str, Any]:
+                     timeout: float, beat: Optional[int] = None) -> dict[str, Any]:
+    """The rendition in ``media_type``, made if need be (one make per rendition at a time); with ``beat``, only
+    if it is smaller than that (else a ``beaten`` answer, remembered in memory, never cached as a rendition)."""
     meta = state.renditions.get((aid, media_type))
-    if meta is None:
+    while meta is None:
         meta, _ = await state.once(("rendition", aid, media_type), state.store.make_rendition, aid, rec,
-                                   media_type, timeout=timeout)
+                                   media_type, beat, timeout=timeout)
+        if meta.get("status") == "beaten":
+            state.beaten.put((aid, media_type), max(meta["beat"], state.beaten.get((aid, media_type)) or 0))
+            if beat is None:     # joined a make that only wanted a smaller one: make it in full now
+                meta = None
+                continue
+            return meta  # type: ignore[no-any-return]
         state.renditions.put((aid, media_type), meta)
     return meta  # type: ignore[no-any-return]
 
@@ -268,10 +276,11 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     The formats of a group not made yet are made the way the quality search tries a group's candidates: in
     order of the search's predicted lower bound on their passing size (:meth:`Store.size_floors`; formats
     without one first, all at once), and a format whose bound is at least the bytes of a servable rendition in
-    hand is not made for this request — it cannot win. So the first GET after an upload serves the upload's
-    output without encoding the formats that cannot beat it (PNG for a photo, typically), and a wildcard
-    request makes JPEG but not PNG for a photo. A request that names such a format alone still gets it made
-    and verified.
+    hand is not made for this request — it cannot win. One that may win is searched for an output smaller
+    than the one in hand only (:meth:`Store.make_rendition` ``beat``: larger probes are not verified; an
+    output that is smaller is verified in full and becomes that format's rendition). So the first GET after an
+    upload serves the upload's output after at most an encode or two per other format, and a wildcard request
+    makes JPEG but not PNG for a photo. A request that names a format alone always gets it made and verified.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.config.timeout
@@ -285,12 +294,14 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
         floors = await _size_floors(state, aid) if todo else {}
         while todo:
             ok, _ = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
-            if ok:
-                best = min(m["bytes"] for m in ok)
-                todo = [mt for mt in todo if floors.get(mt) is None or floors[mt] < best]
+            best = min(m["bytes"] for m in ok) if ok else None
+            if best is not None:
+                todo = [mt for mt in todo if (floors.get(mt) is None or floors[mt] < best)
+                        and best > (state.beaten.get((aid, mt)) or 0)]
             batch = [mt for mt in todo if floors.get(mt) is None] or sorted(todo, key=lambda mt: floors[mt])[:1]
-            metas.extend(await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
-                                               for mt in batch)))
+            made = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001), best)
+                                          for mt in batch))
+            metas.extend(m for m in made if m.get("status") != "beaten")
             todo = [mt for mt in todo if mt not in batch]
         ok, why = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
         if ok:
