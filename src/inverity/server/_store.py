@@ -286,25 +286,25 @@ class Store:
         from ..analyse import Profile
 
         prof = record.get("profile") or {}
+        out: dict[str, float] = {}
+        unbounded: set[str] = set()
         try:   # the upload's profile, as analysed (no second analysis); plan only reads it
             names = {f.name for f in dataclasses.fields(Profile) if not f.name.startswith("_")}
             profile = Profile(**{k: v for k, v in prof.items() if k in names})
             policy = self.toolkit.get_policy(record.get("policy_resolved") or record.get("policy"))
-            cands = self.toolkit.plan(profile, policy, image)
+            effort = self.effort or (record.get("search") or {}).get("effort") or "balanced"
+            predictor = search.load_predictor(prof.get("features"), prof.get("kind"), image.width * image.height)
+            for c in self.toolkit.plan(profile, policy, image):
+                mt = media_type_of_stage(c.codec_id)
+                if mt not in MEDIA_TYPES:
+                    continue
+                lb = search.size_floor(predictor, c, effort)
+                if lb is None or not math.isfinite(lb):
+                    unbounded.add(mt)
+                else:
+                    out[mt] = min(out.get(mt, lb), lb)
         except Exception:  # noqa: BLE001 - no bounds only means every accepted format is made, as before
             return {}
-        predictor = search.load_predictor(prof.get("features"), prof.get("kind"), image.width * image.height)
-        out: dict[str, float] = {}
-        unbounded: set[str] = set()
-        for c in cands:
-            mt = media_type_of_stage(c.codec_id)
-            if mt not in MEDIA_TYPES:
-                continue
-            lb = search.size_floor(predictor, c, self.effort or getattr(policy, "effort", "balanced"))
-            if lb is None or not math.isfinite(lb):
-                unbounded.add(mt)
-            else:
-                out[mt] = min(out.get(mt, lb), lb)
         return {mt: round(v) for mt, v in out.items() if mt not in unbounded}
 
     def size_floors(self, aid: str) -> dict[str, float]:
