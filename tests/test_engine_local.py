@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +65,34 @@ def test_get_engine() -> None:
     except ImportError:
         with pytest.raises((MissingDependencyError, UnknownIdError)):
             get_engine("ray")
+
+
+def note_pid(path: str) -> None:
+    """A worker warm-up that leaves a trace: one line per call, the calling process's id."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def test_each_worker_warms_up_once_before_its_tasks(tmp_path: Path) -> None:
+    trace = tmp_path / "warm.txt"
+    res = list(local.run(list(range(10)), square_and_pid, jobs=2, warm=partial(note_pid, str(trace))))
+    warmed = trace.read_text().split()
+    task_pids = {str(p) for _, p in res}
+    # once per worker process (no repeats), and every process that ran a task had warmed up first
+    assert len(warmed) == len(set(warmed)) and task_pids <= set(warmed) and 1 <= len(warmed) <= 2
+    assert sorted(r for r, _ in res) == [x * x for x in range(10)]
+    # jobs=1 runs in this process: no warm-up (the first task loads what it needs)
+    list(local.run([1, 2], square_and_pid, jobs=1, warm=partial(note_pid, str(tmp_path / "none.txt"))))
+    assert not (tmp_path / "none.txt").exists()
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_pipeline_warm_up_imports_torch_only_for_the_learned_stage(learned: bool) -> None:
+    if learned:
+        pytest.importorskip("torch")
+    code = ("import sys; from inverity._warm import warm; warm(learned=%r); "
+            "print('torch' in sys.modules, 'inverity.verify' in sys.modules, 'inverity.search' in sys.modules)"
+            % learned)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.split()
+    assert out == [str(learned), "True", "True"]

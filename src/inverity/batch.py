@@ -192,7 +192,12 @@ def compress(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
             else:
                 todo.append(_Task(a, policy, str(outdir_p), toolkit))
         inputs_of_batch = [a.path for a in assets]
-        for res in eng.run(todo, _work, jobs):
+        from functools import partial
+
+        from ._warm import warm   # once per worker: imports and models (torch only if a task may be learned)
+
+        warm_up = None if toolkit is not None else partial(warm, any(t.wants_gpu for t in todo))
+        for res in eng.run(todo, _work, jobs, warm=warm_up):
             rec = res.record
             _settle(cat, rec, inputs_of_batch)
             results[res.input] = rec

@@ -168,7 +168,8 @@ def _refuse_if(message: str | None) -> None:
 def compress_one(path: str | os.PathLike[str], policy: PolicySpec = "auto", *, outdir: str | os.PathLike[str],
                  root: str | os.PathLike[str] | None = None, asset: Asset | None = None,
                  toolkit: Toolkit | None = None, media_types: Iterable[str] | None = None,
-                 exclude_stages: Sequence[str] = ()) -> Result:
+                 exclude_stages: Sequence[str] = (), image: Image | None = None, effort: str | None = None,
+                 beat: int | None = None) -> Result:
     """Compress one asset under ``policy`` and write its output atomically under ``outdir``.
 
     Parameters
@@ -193,6 +194,15 @@ def compress_one(path: str | os.PathLike[str], policy: PolicySpec = "auto", *, o
         a DICOM input stays DICOM only if ``application/dicom`` is among them.
     exclude_stages
         Codec ids removed from the routed plan (a reviewer rejected them; :func:`inverity.review.reroute`).
+    image
+        ``path`` already decoded by :func:`inverity.image.load` (the server checks an upload by decoding it):
+        used as is, so the file is read for its hash but not decoded twice.
+    effort
+        The quality search's effort (``fast``, ``balanced``, ``max``) instead of the policy's (the server's
+        speed setting); the chosen output is verified in full whatever the effort.
+    beat
+        Only an output smaller than this many bytes is wanted (the server's rendition that must beat one in
+        hand): larger probes are not verified, and if none is smaller, ``NoCandidatePassedError``.
 
     Returns
     -------
@@ -221,7 +231,8 @@ def compress_one(path: str | os.PathLike[str], policy: PolicySpec = "auto", *, o
                             input_sha256=hashlib.sha256(data).hexdigest(), input_bytes=len(data))
     try:
         out = _compress_loaded(tk, data, asset, policy, Path(outdir), record,
-                               None if media_types is None else frozenset(media_types), tuple(exclude_stages))
+                               None if media_types is None else frozenset(media_types), tuple(exclude_stages),
+                               image=image, effort=effort, beat=beat)
     except InverityError as exc:
         record.error = str(exc)
         record.elapsed_ms = _ms(t_start)
@@ -231,9 +242,9 @@ def compress_one(path: str | os.PathLike[str], policy: PolicySpec = "auto", *, o
     return Result(asset.input, "done", record.to_dict(), out.as_posix())
 
 
-def _load(tk: Toolkit, data: bytes, asset: Asset, record: DecisionRecord) -> Image:
+def _load(tk: Toolkit, data: bytes, asset: Asset, record: DecisionRecord, image: Image | None = None) -> Image:
     try:
-        image = tk.load(data, name=asset.path)
+        image = tk.load(data, name=asset.path) if image is None else image
     except InverityError:
         raise
     except Exception as exc:  # noqa: BLE001 - a loader bug or odd file still gets one clear line
@@ -285,12 +296,13 @@ def _candidates(tk: Toolkit, profile: Profile, concrete: Policy, image: Image, r
 
 def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, spec: PolicySpec, outdir: Path,
                      record: DecisionRecord, media_types: frozenset[str] | None = None,
-                     exclude: tuple[str, ...] = ()) -> Path:
+                     exclude: tuple[str, ...] = (), *, image: Image | None = None, effort: str | None = None,
+                     beat: int | None = None) -> Path:
     """load → analyse → policy → plan → search → verify → write; fills ``record`` in; returns the output path."""
     from . import search
     from .review import initial_state
 
-    image = _load(tk, data, asset, record)
+    image = _load(tk, data, asset, record, image)
     profile = tk.analyse(image)
     record.profile = jsonable(profile.to_dict())
     for k in ("kind", "kind_confidence", "ood_score", "in_distribution"):
@@ -303,8 +315,8 @@ def _compress_loaded(tk: Toolkit, data: bytes, asset: Asset, spec: PolicySpec, o
     dicom_out = ((image.source_format == "dicom" or "dicom" in image.metadata) and tk.dicom_bytes is not None
                  and concrete.dicom_out                 # the policy's data, not its name
                  and (media_types is None or "application/dicom" in media_types))
-    effort = (policy if policy.name == "auto" else concrete).effort or "balanced"
-    chosen = search.choose(tk, image, candidates, record, dicom_out=dicom_out, effort=effort)
+    effort = effort or (policy if policy.name == "auto" else concrete).effort or "balanced"
+    chosen = search.choose(tk, image, candidates, record, dicom_out=dicom_out, effort=effort, best_bytes=beat)
     if chosen is None or chosen[0].payload is None:
         tried = ", ".join(dict.fromkeys(c.codec_id for c in candidates))
         last = next((e["reasons"][0] for e in reversed(record.attempts) if e.get("reasons")), "no reason given")

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from .route import Candidate
 
 __all__ = ["EFFORTS", "EFFORT_OPTIONS", "Attempt", "Predictor", "attempt", "search_quality", "search_group",
-           "search_grid", "choose", "groups", "ChoiceError", "load_predictor", "search_model_path", "floor_set_key", "Memo", "quality_bounds"]
+           "search_grid", "choose", "groups", "ChoiceError", "load_predictor", "search_model_path", "floor_set_key",
+           "Memo", "quality_bounds", "size_floor"]
 
 #: search effort levels, cheapest first (``Policy.effort``)
 EFFORTS: tuple[str, ...] = ("fast", "balanced", "max")
@@ -601,14 +602,30 @@ def _predicted_bytes(p: Predictor, cand: Any, tau: float) -> tuple[float | None,
     return p.bytes(label, q_first), p.bytes_lower(label, q_low)
 
 
+def size_floor(predictor: Predictor | None, cand: Any, effort: str = "balanced") -> float | None:
+    """The predicted lower bound on the size of ``cand``'s passing output, bytes; ``None`` when the effort does
+    not predict (``max``) or the model does not cover the candidate.
+
+    :func:`search_group` does not try a candidate whose bound is at least the best passing size so far; the
+    server applies the same rule between the formats a client accepts equally (a format that cannot beat a
+    verified rendition in hand is not made for that request).
+    """
+    if predictor is None or not _EFFORT[_effort(effort)].predict:
+        return None
+    return _predicted_bytes(predictor, cand, _EFFORT[_effort(effort)].tau)[1]
+
+
 def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[str, Any]], *,
                  effort: str = "balanced", predictor: Predictor | None = None,
-                 memo: Memo | None = None) -> tuple[list[tuple[Attempt, Any]], list[str]]:
+                 memo: Memo | None = None, best_bytes: int | None = None) -> tuple[list[tuple[Attempt, Any]],
+                                                                                  list[str]]:
     """Search every candidate of a group of equivalent choices; returns the passing (attempt, candidate) pairs
     and notes for the decision record (which candidates were not tried, and why).
 
     ``fast``/``balanced``: candidates go in predicted-bytes order, and one whose predicted lower bound cannot
     beat the best passing size so far is not tried; ``max`` tries every candidate in the router's order.
+    ``best_bytes``: the best passing size to start from (an output already in hand elsewhere), so only a
+    smaller output can pass.
     """
     eff = _EFFORT[_effort(effort)]
     memo = memo if memo is not None else Memo()
@@ -616,12 +633,12 @@ def search_group(tk: Any, image: Any, group: Sequence[Any], attempts: list[dict[
     bounds: dict[int, float | None] = {}
     if eff.predict and predictor is not None and len(order) > 1:
         pred = {id(c): _predicted_bytes(predictor, c, eff.tau) for c in order}
-        bounds = {k: v[1] for k, v in pred.items()}
+        bounds = {id(c): size_floor(predictor, c, effort) for c in order}
         # stable: candidates without a prediction keep the router's order, ahead of the predicted ones
         order.sort(key=lambda c: -1.0 if pred[id(c)][0] is None else float(pred[id(c)][0]))
     passed: list[tuple[Attempt, Any]] = []
     notes: list[str] = []
-    best: int | None = None
+    best: int | None = best_bytes
     for cand in order:
         lb = bounds.get(id(cand))
         if best is not None and lb is not None and lb >= best:
@@ -701,14 +718,16 @@ def _losers(group: list[Candidate], passed: list[tuple[Attempt, Candidate]], not
 
 
 def choose(tk: Toolkit, image: Image, candidates: Sequence[Candidate], record: DecisionRecord, *,
-           dicom_out: bool = False, effort: str = "balanced") -> tuple[Attempt, Candidate] | None:
+           dicom_out: bool = False, effort: str = "balanced",
+           best_bytes: int | None = None) -> tuple[Attempt, Candidate] | None:
     """Try the candidates group by group (:func:`search_group`), recording every attempt and why each lost.
 
     Within a group (equivalent choices) the smallest that passes wins; a later group is only a fallback when
     nothing in the earlier ones passed. ``effort`` (the policy's) sets how hard the quality search works. With
     ``dicom_out`` only DICOM transfer syntaxes compete, and what is encoded and verified is the DICOM file itself
     (:class:`inverity.outputs.DicomOutput`). Returns the winning attempt (verified in full) and its candidate, or
-    ``None`` when nothing passed.
+    ``None`` when nothing passed. ``best_bytes``: only an output smaller than this is wanted (an output already
+    in hand elsewhere): larger probes are not verified.
     """
     stk = tk
     if dicom_out and tk.dicom_bytes is not None:
@@ -722,7 +741,7 @@ def choose(tk: Toolkit, image: Image, candidates: Sequence[Candidate], record: D
             group = _dicom_only(tk, group, record)
         g0 = len(record.attempts)
         passed, notes = search_group(stk, image, group, record.attempts, effort=effort, predictor=predictor,
-                                     memo=memo)
+                                     memo=memo, best_bytes=best_bytes)
         record.search["encodes"] = memo.encodes
         record.reasons.extend(notes)
         rejected, larger = _losers(group, passed, notes, record.attempts[g0:], record)

@@ -41,11 +41,19 @@ def serve_cmd(
     header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1,
                                          help="Seconds a client has to send a request's headers (slowloris guard)."),
     keep_alive: int = typer.Option(5, "--keep-alive", min=1, help="Seconds an idle keep-alive connection stays open."),
+    effort: str = typer.Option(
+        "policy", "--effort", help="Quality-search effort for uploads and renditions: policy (each policy's "
+                                   "own), fast, balanced or max. fast: faster uploads, more bytes; outputs are "
+                                   "verified in full at any effort."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve upload -> compress and Accept-negotiated downloads over HTTP (needs the "server" extra)."""
     from ..server import ServerConfig, parse_tokens, register_policy_files, serve
 
+    from ..search import EFFORTS
+
+    if effort != "policy" and effort not in EFFORTS:
+        raise fail(f"--effort must be one of {', '.join(EFFORTS)}, policy; got {effort!r}")
     token, reviewers = parse_tokens(tokens)
     if reviewers and not token:   # reviewers only: the API still needs a token, and only theirs will do
         import secrets
@@ -64,6 +72,7 @@ def serve_cmd(
     cfg = ServerConfig(store=store, token=token, max_body=max_body, max_pixels=max_pixels, timeout=timeout,
                        workers=workers, public_reads=public_reads,
                        url_secret=url_secret.encode("utf-8") if url_secret else None,
-                       header_timeout=header_timeout, keep_alive=keep_alive, reviewers=() if no_auth else reviewers)
+                       header_timeout=header_timeout, keep_alive=keep_alive, reviewers=() if no_auth else reviewers,
+                       effort=None if effort == "policy" else effort)
     sys.stderr.flush()
     serve(cfg, host=host, port=port, log_level=log_level)

@@ -2,13 +2,15 @@
 
 An engine is a module with one function::
 
-    run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None) -> Iterator[R]
+    run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
+        warm: Callable[[], None] | None = None) -> Iterator[R]
 
-``fn`` is applied to every task and each result is yielded **as it completes** (any order); the caller (the parent
-process of :func:`inverity.pipeline.compress`) consumes them and is the only writer of the catalog. ``fn`` must be
-a picklable, module-level function and must not raise for an ordinary per-task failure (the pipeline's worker
-returns a failed result instead); an exception that escapes ``fn`` or the engine's own machinery ends the batch,
-and what was already done stays in the catalog for the next run to resume from.
+``warm`` (optional) is run once per worker process before its first task (the pipeline's warm-up: imports
+and models); ``fn`` is applied to every task and each result is yielded **as it completes** (any order); the
+caller (the parent process of :func:`inverity.pipeline.compress`) consumes them and is the only writer of the
+catalog. ``fn`` must be a picklable, module-level function and must not raise for an ordinary per-task failure
+(the pipeline's worker returns a failed result instead); an exception that escapes ``fn`` or the engine's own
+machinery ends the batch, and what was already done stays in the catalog for the next run to resume from.
 
 Results must not depend on the engine or on ``jobs``: the engine only decides *where* ``fn`` runs.
 
@@ -43,7 +45,8 @@ _EXTRAS: dict[str, tuple[str, str]] = {"ray": ("ray", "ray")}
 class Engine(Protocol):
     """What an engine module provides."""
 
-    def run(self, tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None) -> Iterator[R]: ...
+    def run(self, tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
+            warm: Callable[[], None] | None = None) -> Iterator[R]: ...
 
 
 def get_engine(name: str) -> Engine | ModuleType:

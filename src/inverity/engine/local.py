@@ -3,10 +3,12 @@
 ``jobs=1`` runs the tasks in this process, in order (no pool: cheapest, and what tests and debuggers want).
 ``jobs>1`` uses a :class:`concurrent.futures.ProcessPoolExecutor` whose workers are started with *spawn*, never
 plain *fork*: forking a parent that has already started threads — torch's intra-op pool, OpenMP, imagecodecs'
-threads — can deadlock the child. Workers therefore import what ``fn`` needs on their own, which costs a second or
-two once per worker, not per task. (*forkserver* would save little here, since nothing is preloaded, and its
-workers hold the server alive after the parent is killed, so they could not notice its death; see
-:func:`_watch_parent`.)
+threads — can deadlock the child. Workers therefore import what ``fn`` needs on their own, once per worker, not
+per task: the pool lives for the whole batch, and ``warm`` (the pipeline passes :func:`inverity._warm.warm`:
+codecs, metrics, router, kind classifier, search model; torch only when the learned stage may run) is each
+worker's initializer, run once when it starts. (*forkserver* would save little here, since nothing is
+preloaded, and its workers hold the server alive after the parent is killed, so they could not notice its
+death; see :func:`_watch_parent`.)
 
 Each result is yielded as soon as its task completes; the caller does all bookkeeping (the catalog) in the one
 parent process. Results are identical to ``jobs=1`` because each task is computed independently and
@@ -65,7 +67,15 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="inverity-parent-watch", daemon=True).start()
 
 
-def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None) -> Iterator[R]:
+def _init_worker(warm: Callable[[], None] | None) -> None:
+    """Worker initializer: watch the parent, then warm up once (before the worker's first task)."""
+    _watch_parent()
+    if warm is not None:
+        warm()
+
+
+def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
+        warm: Callable[[], None] | None = None) -> Iterator[R]:
     """Apply ``fn`` to every task, yielding results as they complete.
 
     Parameters
@@ -76,6 +86,9 @@ def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None) -> It
         A module-level function (picklable when ``jobs > 1``).
     jobs
         Worker processes; ``None`` means :func:`default_jobs`. Never more workers than tasks.
+    warm
+        Run once in each worker process when it starts (picklable: a module-level function or a
+        :func:`functools.partial` of one); not with ``jobs=1``, where the first task loads what it needs.
     """
     tasks = list(tasks)
     jobs = default_jobs() if jobs is None else int(jobs)
@@ -86,7 +99,8 @@ def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None) -> It
             yield fn(t)
         return
     workers = min(jobs, len(tasks))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(), initializer=_watch_parent)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(), initializer=_init_worker,
+                               initargs=(warm,))
     try:
         # Submit lazily, keeping every worker busy plus one queued task each: an interrupted batch then has
         # started only about as many tasks as it finished, and a huge batch does not pickle everything up front.

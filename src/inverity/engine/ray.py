@@ -52,8 +52,12 @@ def _call(fn: Callable[[Any], Any], task: Any) -> Any:
     return fn(task)
 
 
-def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None) -> Iterator[R]:
+def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
+        warm: Callable[[], None] | None = None) -> Iterator[R]:
     """Apply ``fn`` to every task on Ray, yielding results as they complete.
+
+    ``warm`` is accepted for the engine interface and not used: Ray reuses its worker processes across tasks,
+    so what the first task loads stays loaded for the next.
 
     ``jobs`` caps the number of tasks in flight (and the CPUs of a locally started runtime); ``None`` means the
     cluster decides.

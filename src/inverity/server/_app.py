@@ -72,6 +72,10 @@ def create_app(config: ServerConfig, *, toolkit: Any = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        from .._warm import warm
+
+        # import the codecs and load the models now, in a worker thread, not in the first upload's time
+        state.pool.submit(warm)
         yield
         state.close()
 

@@ -56,6 +56,11 @@ class ServerConfig:
         the previous response is sent; then the connection is closed (slow-header / slowloris guard).
     keep_alive
         Seconds an idle keep-alive connection is kept open.
+    effort
+        The quality search's effort for uploads and renditions (``fast``, ``balanced``, ``max``; ``None``: each
+        policy's own, the default). ``fast`` asks the codecs for their faster settings and stops the search
+        sooner: about 2x faster uploads of a 0.4 MP photo, for 8-44% more bytes (benchmarks/results/
+        serve_first.md); every output served is still verified in full against the policy's floors.
     reviewers
         ``(name, token)`` of each reviewer (``serve --token NAME=SECRET``): the review endpoints and page take
         their tokens (and the name is what the review log records); the rest of the API takes them as bearer
@@ -73,6 +78,7 @@ class ServerConfig:
     header_timeout: float = 10.0
     keep_alive: int = 5
     reviewers: tuple[tuple[str, str], ...] = ()
+    effort: Optional[str] = None
 
 
 class ApiError(Exception):

@@ -75,7 +75,7 @@ class AppState:
 
     def __init__(self, config: ServerConfig, toolkit: Any = None) -> None:
         self.config = config
-        self.store = Store(config.store, max_pixels=config.max_pixels, toolkit=toolkit)
+        self.store = Store(config.store, max_pixels=config.max_pixels, toolkit=toolkit, effort=config.effort)
         self.pool = ThreadPoolExecutor(max_workers=config.workers or os.cpu_count() or 2,
                                        thread_name_prefix="inverity-work")
         # catalog look-ups and file reads get their own threads so a queue of encodes never delays a cached GET
@@ -84,6 +84,8 @@ class AppState:
         self.assets = LRU(RECORD_CACHE_ITEMS)          # id -> public decision record (done assets only)
         self.renditions = LRU(RECORD_CACHE_ITEMS)      # (id, media type) -> rendition record
         self.offered = LRU(RECORD_CACHE_ITEMS)         # id -> media types worth offering
+        self.size_floors = LRU(RECORD_CACHE_ITEMS)     # id -> {media type: predicted lower bound on its bytes}
+        self.beaten = LRU(RECORD_CACHE_ITEMS)          # (id, media type) -> bytes it could not beat (not made)
         self.bytes = LRU(RECORD_CACHE_ITEMS, BYTE_CACHE_BUDGET)   # rendition path -> bytes
         self._token_digest = None if config.token is None else hashlib.sha256(config.token.encode()).digest()
         self._reviewers = {name: hashlib.sha256(secret.encode()).digest() for name, secret in config.reviewers}

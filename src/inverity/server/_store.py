@@ -6,6 +6,7 @@ Layout of ``STORE/``::
     outputs/<id>.<ext>                what ``pipeline.compress_one`` chose under the upload's policy
     renditions/<id>/<key>.<ext>       one verified rendition per served media type (created on first request)
     renditions/<id>/<key>.json        its decision record (or why the format is unavailable for this asset)
+    renditions/<id>/size_floors.json  per media type, the search's predicted lower bound on a passing size
     inverity.sqlite                   the catalog: one row per asset (key: the id), the upload's decision record
 
 The id is content-addressed (:func:`asset_id`), so two uploads of the same bytes under the same policy are the
@@ -45,6 +46,8 @@ LEARNED_MEDIA_TYPE = str(get_format("inv").media_type)
 
 #: file extension of a stored original by sniffed format (others use the format name)
 _ORIGINAL_EXT = {name: ext[1:] for name, ext in default_extensions().items() if ext[1:] != name}
+#: the per-asset file of size floors (next to the rendition records; no media type's key is this)
+_FLOORS_FILE = "size_floors.json"
 _ID_HEX = 32
 _ID_RE = re.compile(rf"[0-9a-f]{{{_ID_HEX}}}")
 
@@ -126,12 +129,15 @@ class Store:
         Uploads with more pixels are refused (``image.load``'s check, before decoding).
     toolkit
         The pipeline's modules (default: ``pipeline.Toolkit.default()``, built on first use).
+    effort
+        The quality search's effort for uploads and renditions (``None``: each policy's own).
     """
 
     def __init__(self, root: str | os.PathLike[str], *, max_pixels: int | None,
-                 toolkit: Any | None = None) -> None:
+                 toolkit: Any | None = None, effort: str | None = None) -> None:
         self.root = Path(root).resolve()
         self.max_pixels = max_pixels
+        self.effort = effort
         for sub in ("originals", "outputs", "renditions"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.root / "inverity.sqlite"
@@ -239,8 +245,8 @@ class Store:
         if existing is not None:
             return existing, False
         label = filename or "<request body>"
-        # refuse bombs and garbage before anything touches the disk (the pipeline then reads the stored original)
-        self.load_upload(data, label)
+        # refuse bombs and garbage before anything touches the disk; the pipeline reuses this decode
+        image = self.load_upload(data, label)
         orig = self.original_path(aid, fmt)
         if not orig.is_file():
             from .._atomic import atomic_write_bytes
@@ -249,7 +255,8 @@ class Store:
         sha = hashlib.sha256(data).hexdigest()
         try:
             res = compress_one(orig, policy, outdir=self.root / "outputs",
-                               asset=Asset(str(orig), str(orig.parent), aid), toolkit=self.toolkit)
+                               asset=Asset(str(orig), str(orig.parent), aid), toolkit=self.toolkit,
+                               image=image, effort=self.effort)
         except Exception as exc:
             # keep nothing of a failed upload but its catalog row (the attempts and why): a retry starts afresh
             orig.unlink(missing_ok=True)
@@ -265,7 +272,47 @@ class Store:
         self.catalog_put(record)
         # the upload's output is a verified rendition in its own format (unless it is DICOM): GET need not redo it
         self.adopt_output(aid, record, replace=False)
+        atomic_write_text(self.rendition_dir(aid) / _FLOORS_FILE, json.dumps(self._size_floors(image, record)))
         return _public(record, self.root), True
+
+    def _size_floors(self, image: Any, record: dict[str, Any]) -> dict[str, float]:
+        """Per servable media type, the search's predicted lower bound on the size of a passing rendition
+        (:func:`inverity.search.size_floor`, the smallest over the plan's candidates of that format). A format
+        with a candidate the model does not cover gets no bound (it is never skipped)."""
+        import dataclasses
+        import math
+
+        from .. import search
+        from ..analyse import Profile
+
+        prof = record.get("profile") or {}
+        out: dict[str, float] = {}
+        unbounded: set[str] = set()
+        try:   # the upload's profile, as analysed (no second analysis); plan only reads it
+            names = {f.name for f in dataclasses.fields(Profile) if not f.name.startswith("_")}
+            profile = Profile(**{k: v for k, v in prof.items() if k in names})
+            policy = self.toolkit.get_policy(record.get("policy_resolved") or record.get("policy"))
+            effort = self.effort or (record.get("search") or {}).get("effort") or "balanced"
+            predictor = search.load_predictor(prof.get("features"), prof.get("kind"), image.width * image.height)
+            for c in self.toolkit.plan(profile, policy, image):
+                mt = media_type_of_stage(c.codec_id)
+                if mt not in MEDIA_TYPES:
+                    continue
+                lb = search.size_floor(predictor, c, effort)
+                if lb is None or not math.isfinite(lb):
+                    unbounded.add(mt)
+                else:
+                    out[mt] = min(out.get(mt, lb), lb)
+        except Exception:  # noqa: BLE001 - no bounds only means every accepted format is made, as before
+            return {}
+        return {mt: round(v) for mt, v in out.items() if mt not in unbounded}
+
+    def size_floors(self, aid: str) -> dict[str, float]:
+        """What :meth:`_size_floors` wrote at upload (``{}`` for an asset uploaded without it)."""
+        try:
+            return dict(json.loads((self.rendition_dir(aid) / _FLOORS_FILE).read_text("utf-8")))
+        except (FileNotFoundError, ValueError):
+            return {}
 
     def adopt_output(self, aid: str, record: dict[str, Any], *, replace: bool) -> dict[str, Any] | None:
         """Record the asset's output (``record["output"]``) as the verified rendition of its format.
@@ -337,7 +384,8 @@ class Store:
                 "path": path.resolve().relative_to(self.root).as_posix(), "bytes": len(data),
                 "etag": hashlib.sha256(data).hexdigest(), "record": record}
 
-    def make_rendition(self, aid: str, record: dict[str, Any], media_type: str) -> dict[str, Any]:
+    def make_rendition(self, aid: str, record: dict[str, Any], media_type: str,
+                       beat: int | None = None) -> dict[str, Any]:
         """The verified rendition of an asset in ``media_type``, made on first call and cached on disk.
 
         The rendition is the pipeline run again on the original, under the asset's (resolved) policy, with the
@@ -345,6 +393,10 @@ class Store:
         search for the fewest bytes that pass, and the same verification as the upload itself. If no stage of
         that format passes (or the policy allows none, e.g. lossy AVIF under ``archive``, or the learned stage
         outside ``controlled``), the record says ``unavailable`` and why; that answer is cached too.
+
+        ``beat``: only a rendition smaller than this many bytes is wanted (another format's, in hand): the search
+        does not verify larger probes, and if none is smaller the answer is ``{"status": "beaten", "beat": n}``
+        — not cached (the format may well be available, just not smaller), nothing written.
         """
         from ..pipeline import Asset, NoCandidatePassedError, compress_one
 
@@ -357,8 +409,10 @@ class Store:
         outdir = self.rendition_dir(aid)
         try:
             res = compress_one(orig, policy, outdir=outdir, asset=Asset(str(orig), str(orig.parent), key),
-                               toolkit=self.toolkit, media_types=[media_type])
+                               toolkit=self.toolkit, media_types=[media_type], effort=self.effort, beat=beat)
         except NoCandidatePassedError as exc:
+            if beat is not None:
+                return {"media_type": media_type, "key": key, "status": "beaten", "beat": beat}
             rec = getattr(exc, "record", None) or {}
             meta = {"media_type": media_type, "key": key, "status": "unavailable",
                     "error": public_message(str(exc), self.root),

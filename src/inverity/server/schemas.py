@@ -32,6 +32,11 @@ class Decisions(BaseModel):
     renditions: dict[str, dict[str, Any]] = Field(
         description="per media type: the rendition's record, or why it is unavailable")
     review: Optional[dict[str, Any]] = Field(None, description=_REVIEW)
+    size_floors: dict[str, float] = Field(
+        default_factory=dict, description="per media type: the quality search's predicted lower bound on the "
+                                          "bytes of a passing rendition; a format not made yet whose bound is "
+                                          "at least the size of a verified rendition in hand is not made for a "
+                                          "request that accepts both equally")
 
 
 class SignedUrl(BaseModel):

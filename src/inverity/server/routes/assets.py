@@ -211,11 +211,19 @@ async def _asset_record(state: AppState, aid: str) -> dict[str, Any]:
 
 
 async def _rendition(state: AppState, aid: str, rec: dict[str, Any], media_type: str,
-                     timeout: float) -> dict[str, Any]:
+                     timeout: float, beat: Optional[int] = None) -> dict[str, Any]:
+    """The rendition in ``media_type``, made if need be (one make per rendition at a time); with ``beat``, only
+    if it is smaller than that (else a ``beaten`` answer, remembered in memory, never cached as a rendition)."""
     meta = state.renditions.get((aid, media_type))
-    if meta is None:
+    while meta is None:
         meta, _ = await state.once(("rendition", aid, media_type), state.store.make_rendition, aid, rec,
-                                   media_type, timeout=timeout)
+                                   media_type, beat, timeout=timeout)
+        if meta.get("status") == "beaten":
+            state.beaten.put((aid, media_type), max(meta["beat"], state.beaten.get((aid, media_type)) or 0))
+            if beat is None:     # joined a make that only wanted a smaller one: make it in full now
+                meta = None
+                continue
+            return meta  # type: ignore[no-any-return]
         state.renditions.put((aid, media_type), meta)
     return meta  # type: ignore[no-any-return]
 
@@ -238,6 +246,24 @@ async def _send(state: AppState, meta: dict[str, Any], headers: dict[str, str]) 
     return FileResponse(state.store.path_of(meta["path"]), media_type=meta["media_type"], headers=headers)
 
 
+async def _known(state: AppState, aid: str, media_type: str) -> Optional[dict[str, Any]]:
+    """The rendition record if it was made (or found unavailable) before; never makes one."""
+    meta = state.renditions.get((aid, media_type))
+    if meta is None:
+        meta = await state.call(state.store.read_rendition, aid, MEDIA_TYPES[media_type])
+        if meta is not None:
+            state.renditions.put((aid, media_type), meta)
+    return meta
+
+
+async def _size_floors(state: AppState, aid: str) -> dict[str, float]:
+    floors = state.size_floors.get(aid)
+    if floors is None:
+        floors = await state.call(state.store.size_floors, aid)
+        state.size_floors.put(aid, floors)
+    return floors  # type: ignore[no-any-return]
+
+
 async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[str, float]) -> tuple[
         Optional[dict[str, Any]], list[dict[str, Any]], Optional[dict[str, Any]]]:
     """The smallest servable rendition of the highest-weighted group that has one; what failed on the way; and,
@@ -246,6 +272,15 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     Servable = verified *and* let through by the review gate (:func:`.._review.gate`): this is the only way any
     read (bearer, signed URL, public read, ``HEAD``) reaches a rendition, so a pending or rejected output is
     never served.
+
+    The formats of a group not made yet are made the way the quality search tries a group's candidates: in
+    order of the search's predicted lower bound on their passing size (:meth:`Store.size_floors`; formats
+    without one first, all at once), and a format whose bound is at least the bytes of a servable rendition in
+    hand is not made for this request — it cannot win. One that may win is searched for an output smaller
+    than the one in hand only (:meth:`Store.make_rendition` ``beat``: larger probes are not verified; an
+    output that is smaller is verified in full and becomes that format's rendition). So the first GET after an
+    upload serves the upload's output after at most an encode or two per other format, and a wildcard request
+    makes JPEG but not PNG for a photo. A request that names a format alone always gets it made and verified.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.config.timeout
@@ -253,8 +288,21 @@ async def _best(state: AppState, aid: str, rec: dict[str, Any], weights: dict[st
     failed: list[dict[str, Any]] = []
     held: Optional[dict[str, Any]] = None
     for group in preference_groups(weights):
-        metas = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001))
-                                       for mt in group))
+        known = await asyncio.gather(*(_known(state, aid, mt) for mt in group))
+        metas = [m for m in known if m is not None]
+        todo = [mt for mt, m in zip(group, known) if m is None]
+        floors = await _size_floors(state, aid) if todo else {}
+        while todo:
+            ok, _ = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
+            best = min(m["bytes"] for m in ok) if ok else None
+            if best is not None:
+                todo = [mt for mt in todo if (floors.get(mt) is None or floors[mt] < best)
+                        and best > (state.beaten.get((aid, mt)) or 0)]
+            batch = [mt for mt in todo if floors.get(mt) is None] or sorted(todo, key=lambda mt: floors[mt])[:1]
+            made = await asyncio.gather(*(_rendition(state, aid, rec, mt, max(deadline - loop.time(), 0.001), best)
+                                          for mt in batch))
+            metas.extend(m for m in made if m.get("status") != "beaten")
+            todo = [mt for mt in todo if mt not in batch]
         ok, why = await gate(state, aid, [m for m in metas if m.get("status") == "done"])
         if ok:
             return min(ok, key=lambda m: (m["bytes"], order.index(m["media_type"]))), failed, None
@@ -318,7 +366,8 @@ async def get_asset(asset_id: str, request: Request, state: AppState = Depends(g
 async def get_decision(asset_id: str, state: AppState = Depends(get_state)) -> Any:
     rec = await _asset_record(state, asset_id)
     rends = await state.call(state.store.renditions, asset_id)
-    return {"id": asset_id, "decision": rec, "renditions": rends, "review": await review_of(state, asset_id, rec)}
+    return {"id": asset_id, "decision": rec, "renditions": rends, "review": await review_of(state, asset_id, rec),
+            "size_floors": await _size_floors(state, asset_id)}
 
 
 @router.get("/{asset_id}/url", response_model=SignedUrl, dependencies=[Depends(require_token)],
