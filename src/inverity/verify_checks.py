@@ -433,9 +433,11 @@ class LocalFine(Check):
             return out
         nbad = int(np.count_nonzero(bad))
         more = f"; {nbad} windows fail" if nbad > 1 else ""
+        la, lb = ctx.luma
+        peak = float(np.abs(lb[y:y + w, x:x + w] - la[y:y + w, x:x + w]).max())
         out.reason = (f"window at (y={y}, x={x}) {w}×{w}: {int(vis[iy, ix])} pixels off by ≥ {step}, "
-                      f"signal-to-error {_fmt(v)} dB < {floor:g} dB floor (peak error "
-                      f"{100 * float(maps['peak'][iy, ix]):.0f}% of the range){more}")
+                      f"signal-to-error {_fmt(v)} dB < {floor:g} dB floor (peak error {100 * peak:.0f}% of the "
+                      f"range){more}")
         return out
 
 

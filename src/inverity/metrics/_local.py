@@ -184,7 +184,7 @@ def fine_error_maps(a: ImageLike, b: ImageLike, window: int = 8, *, signal_floor
     ``visible`` — how many pixels of the window have an absolute luma error of at least ``visible`` (share of the
     range: a just-noticeable step on a flat surround). One codec ringing pixel is an accident; a moved edge or a
     replaced patch changes a run of pixels by that much.
-    ``peak`` — the largest absolute luma error in the window. ``rows``/``cols`` are the window origins.
+    ``rows``/``cols`` are the window origins.
 
     Small windows see what 16-px windows average away: a 1–2 px shift of an 8-px structure in a 64×64 MR slice,
     a line moved inside a smooth gradient. Together, a low ``snr`` *and* several visible pixels make the decision
@@ -213,22 +213,7 @@ def fine_error_maps(a: ImageLike, b: ImageLike, window: int = 8, *, signal_floor
     snr[mse == 0] = np.inf
     ae = np.abs(e)
     vis = _windows(_block_sums((ae >= visible).astype(np.float32), blk)).round().astype(np.int32)
-    peak = _block_max(ae, blk)
     ny, nx = snr.shape
     rows = np.minimum(np.arange(ny) * blk, max(0, h - 1))
     cols = np.minimum(np.arange(nx) * blk, max(0, w - 1))
-    return {"snr": snr, "visible": vis, "peak": peak, "rows": rows, "cols": cols}
-
-
-def _block_max(x: np.ndarray, b: int) -> np.ndarray:
-    """Maxima over 2×2-block windows of b×b blocks (zero-padded), the grid of :func:`_windows`."""
-    h, w = x.shape
-    ny, nx = -(-h // b), -(-w // b)
-    p = np.zeros((ny * b, nx * b), x.dtype)
-    p[:h, :w] = x
-    m = p.reshape(ny, b, nx, b).max(axis=(1, 3))
-    if m.shape[0] > 1:
-        m = np.maximum(m[:-1], m[1:])
-    if m.shape[1] > 1:
-        m = np.maximum(m[:, :-1], m[:, 1:])
-    return m
+    return {"snr": snr, "visible": vis, "rows": rows, "cols": cols}
