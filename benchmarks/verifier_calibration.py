@@ -24,12 +24,13 @@ source's flag rate under it. The verifier's cost per image is measured before/af
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -100,25 +101,51 @@ def encode(px: np.ndarray, setting: str) -> np.ndarray:
     return np.ascontiguousarray(out[:, :, :px.shape[2]]).astype(np.uint8)
 
 
+def before_floors() -> Floors:
+    """The controlled floors as shipped before this calibration: the two-tier 16-px rule (0.12, 8 dB) and no
+    ``local_fine`` (judged on plain luma, see :func:`plain_luma`)."""
+    return dataclasses.replace(Floors.controlled(), local_snr_visible=BEFORE[0][0], local_snr_hard=BEFORE[0][1],
+                               local_fine=None)
+
+
+@contextlib.contextmanager
+def plain_luma() -> Iterator[None]:
+    """The local checks judged on plain BT.601 luma, as before :attr:`Context.local_luma` existed."""
+    saved = Context.__dict__["local_luma"]
+    Context.local_luma = property(lambda self: self.luma)  # type: ignore[assignment, method-assign]
+    try:
+        yield
+    finally:
+        Context.local_luma = saved  # type: ignore[method-assign]
+
+
 def measure(original: np.ndarray, candidate: np.ndarray, floors: Floors) -> dict[str, Any]:
     """Every check but local SNR and local_fine, judged once; their window maps kept for the rules (local_fine's
-    sparsely: the windows under the highest candidate floor, with their visible-pixel counts per candidate level)."""
+    sparsely: the windows under the highest candidate floor, with their visible-pixel counts per candidate level).
+    ``before``: whether the verifier as shipped before (:func:`before_floors` on plain luma) fails the pair."""
     pa, m = M.pixels(original)
     pb, _ = M.pixels(candidate)
     if np.array_equal(pa, pb):
         return {"other": [], "snr": np.full((1, 1), np.inf), "peak": np.zeros((1, 1)),
-                "fine": np.zeros((0, 1 + len(LEVELS)))}
+                "fine": np.zeros((0, 1 + len(LEVELS))), "before": False}
     with M.SingleThreadBlas():
         ctx = Context(pa, pb, m, original, floors)
         judged = [c for c in CHECKS if c.applies(floors) and c.name not in ("local_snr", "local_fine")]
-        other = [r.name for r in (c.run(ctx) for c in judged) if r.passed is False]
-        la, lb = ctx.luma
+        results = {c.name: c.run(ctx).passed for c in judged}
+        other = [n for n, ok in results.items() if ok is False]
+        la, lb = ctx.local_luma
         w, sf = fine_window(floors), floors.local_signal_floor
         fm = [M.fine_error_maps(la, lb, w, signal_floor=sf, visible=v, max_value=1.0) for v in LEVELS]
         low = fm[0]["snr"] < max(FINE_FLOORS) + 1
         cols = [fm[0]["snr"][low]] + [f["visible"][low] for f in fm]
+        bfl = before_floors()
+        with plain_luma():
+            ctx0 = Context(pa, pb, m, original, bfl)
+            local0 = [c.run(ctx0).passed is False for c in CHECKS if c.name in ("local_snr", "local_structure")]
+        before = any(local0) or any(n != "local_structure" for n in other)
         return {"other": other, "snr": ctx.local_maps["snr"].astype(np.float32),
-                "peak": ctx.local_peak.astype(np.float32), "fine": np.stack(cols, 1).astype(np.float32)}
+                "peak": ctx.local_peak.astype(np.float32), "fine": np.stack(cols, 1).astype(np.float32),
+                "before": before}
 
 
 def flagged_fine(row: dict[str, Any], fine: tuple[float, float, int] | None) -> bool:
@@ -156,7 +183,7 @@ def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[s
     t0 = time.time()
     data = load_benign_samples(Path(args.data), args.per_source, args.max_side)
     timing = {"before": 0.0, "after": 0.0, "n": 0}
-    before = dataclasses.replace(floors, local_fine=None)
+    before = before_floors()
     for i, (src, s) in enumerate(data):
         for st in BENIGN_SETTINGS:
             cand = encode(s.pixels, st)
@@ -164,9 +191,10 @@ def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[s
                                 **measure(s.pixels, cand, floors)})
             if st == BENIGN_SETTINGS[-1]:  # the verifier's own cost, whole verify(), alternating the order
                 for key in (("before", "after") if i % 2 else ("after", "before")):
-                    t = time.perf_counter()
-                    verify(s.pixels, cand, before if key == "before" else floors)
-                    timing[key] += time.perf_counter() - t
+                    with plain_luma() if key == "before" else contextlib.nullcontext():
+                        t = time.perf_counter()
+                        verify(s.pixels, cand, before if key == "before" else floors)
+                        timing[key] += time.perf_counter() - t
                 timing["n"] += 1
         if i % 10 == 0:
             print(f"  benign {i} ({time.time() - t0:.0f} s)", file=sys.stderr)
@@ -192,6 +220,7 @@ class Flags:
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.other = np.array([bool(r["other"]) for r in rows])
+        self.before = np.array([bool(r["before"]) for r in rows])
         self.snr = {p: np.array([local_snr_failed(r["snr"], 9.0, r["peak"], *p) for r in rows]) for p in SNR_GRID}
         self.fine = {p: np.array([flagged_fine(r, p) for r in rows]) for p in FINE_GRID}
         self.near_snr = {p: np.array([near_snr(r, p) for r in rows]) for p in SNR_GRID}
@@ -209,9 +238,8 @@ def _pct(x: np.ndarray) -> float:
     return 100.0 * float(x.mean()) if x.size else 0.0
 
 
-def detection(planted: list[dict[str, Any]], pf: Flags, rule: Rule, sel: np.ndarray | None = None
-              ) -> dict[str, float]:
-    f = pf.of(rule)
+def detection(planted: list[dict[str, Any]], f: np.ndarray, sel: np.ndarray | None = None) -> dict[str, float]:
+    """Detection rate per edit type and per kind, of the flags ``f`` (one per planted row)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(planted):
         if sel is None or sel[i]:
@@ -263,8 +291,10 @@ def report(benign: list[dict[str, Any]], planted: list[dict[str, Any]], timing: 
              "Rule `(visible, hard) + (floor, visible, pixels)`: a 16-px window below the 9 dB local-SNR floor fails "
              "when its peak luma error is at least `visible` (share of the range), and any window below `hard` dB "
              "fails; an 8-px window (`local_fine`) fails when its signal-to-error is below `floor` dB and at least "
-             "`pixels` of its pixels are off by ≥ `visible` of the range (`off`: no small-window check). Before: "
-             f"{_rule(BEFORE)}.", "",
+             "`pixels` of its pixels are off by ≥ `visible` of the range (`off`: no small-window check). The local "
+             "checks judge luma whose error at each pixel is the smaller of the BT.601-luma and the "
+             "constant-luminance error (`Context.local_luma`). Before: the verifier as shipped before this "
+             f"calibration, {_rule(BEFORE)} on plain BT.601 luma.", "",
              "## Leave-one-source-out", "",
              "| held-out source | n | fitted rule | flagged before | flagged, fitted rule | flagged by other checks |",
              "|---|---|---|---|---|---|"]
@@ -273,7 +303,7 @@ def report(benign: list[dict[str, Any]], planted: list[dict[str, Any]], timing: 
     for s in sources:
         rule = fit(benign, bf, planted, pf, s)
         held = src == s
-        vals = np.array([_pct(bf.of(BEFORE)[held]), _pct(bf.of(rule)[held]), _pct(bf.other[held])])
+        vals = np.array([_pct(bf.before[held]), _pct(bf.of(rule)[held]), _pct(bf.other[held])])
         tot += vals * held.sum()
         n_tot += int(held.sum())
         lines.append(f"| {s} | {held.sum()} | {_rule(rule)} | {vals[0]:.1f}% | {vals[1]:.1f}% | {vals[2]:.1f}% |")
@@ -288,11 +318,11 @@ def report(benign: list[dict[str, Any]], planted: list[dict[str, Any]], timing: 
     setting = np.array([r["setting"] for r in benign])
     for st in BENIGN_SETTINGS:
         sel = setting == st
-        lines.append(f"| {st} | {_pct(bf.of(BEFORE)[sel]):.1f}% | {_pct(fb[sel]):.1f}% | " + " | ".join(
+        lines.append(f"| {st} | {_pct(bf.before[sel]):.1f}% | {_pct(fb[sel]):.1f}% | " + " | ".join(
             f"{_pct(fb[sel & (src == s)]):.0f}%" for s in sources) + " |")
     lines += ["", "## Planted detection (per type and kind)", "",
               "| group | n | before | fitted | missed (fitted) |", "|---|---|---|---|---|"]
-    dt, df = detection(planted, pf, BEFORE), detection(planted, pf, final)
+    dt, df = detection(planted, pf.before), detection(planted, pf.of(final))
     for g in dt:
         n = sum(1 for r in planted if ("type " + r["edit"]) == g or ("kind " + r["kind"]) == g)
         lines.append(f"| {g} | {n} | {dt[g]:.1f}% | {df[g]:.1f}% | {round(n * (100 - df[g]) / 100)} |")

@@ -120,3 +120,44 @@ def test_floors_fine_parameters() -> None:
     a = _gradient_with_line()
     v = verify(a, _jpeg(a, 90), Floors.delivery())
     assert "local_fine" not in v.checks          # delivery does not run it
+
+
+def test_dark_channel_noise_in_a_saturated_colour_is_not_a_local_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A codec's error in G and B of a deep red (a few levels near 0) moves BT.601 luma by several levels but the
+    light by almost nothing: the local checks judge the smaller of the luma and the constant-luminance error."""
+    from inverity.verify_checks import Context
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:64]
+    a = np.zeros((64, 64, 3), np.uint8)
+    a[..., 0] = 190 + (x // 16) * 4                    # a deep red with a little structure
+    a[..., 1:] = 2
+    b = a.copy()
+    b[..., 1:] += rng.integers(0, 15, (64, 64, 2)).astype(np.uint8)
+    f = Floors.controlled()
+    la, lb = M.luma(a), M.luma(b)
+    assert float(np.abs(lb - la).mean()) * 255 > 3      # luma moves by several levels
+    v = verify(a, b, f)
+    assert not {"local_snr", "local_structure", "local_fine"} & set(v.failures), v.reasons[:3]
+    monkeypatch.setattr(Context, "local_luma", property(lambda self: self.luma))
+    assert {"local_snr", "local_fine"} & set(verify(a, b, f).failures)   # on plain luma it would fail
+    # a real change of that red's lightness (a block moved) still fails
+    monkeypatch.undo()
+    c = a.copy()
+    c[24:40, 24:40, 0] = np.roll(a[24:40, 24:40, 0], 5, axis=1) - 40
+    assert {"local_snr", "local_fine"} & set(verify(a, c, f).failures)
+
+
+def test_luminance_is_identity_on_grey_and_agrees_across_dtypes() -> None:
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    assert np.abs(255 * M.luminance(grey)[0] - np.arange(256)).max() < 0.05
+    assert np.array_equal(M.luminance(grey[:, :, :1]), M.luma(grey[:, :, :1]))       # one channel: its value
+    rng = np.random.default_rng(2)
+    a8 = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    a16 = a8.astype(np.uint16) * 257                                                # the same colours, 16-bit
+    af = a8.astype(np.float32) / 255                                                # and as floats
+    l8 = M.luminance(a8)
+    assert np.abs(M.luminance(a16) - l8).max() < 1e-3 and np.abs(M.luminance(af, 1.0) - l8).max() < 1e-3
+    # pure red: constant luminance is the sRGB encoding of 0.2126 (≈ 0.50), its BT.601 luma 0.299
+    red = np.array([[[255, 0, 0]]], np.uint8)
+    assert float(M.luminance(red)[0, 0]) == pytest.approx(0.4985, abs=2e-3) and float(M.luma(red)[0, 0]) < 0.3

@@ -91,15 +91,32 @@ class Context:
         return M.luma(self.qa, self.qm), M.luma(self.qb, self.qm)
 
     @cached_property
-    def local_maps(self) -> dict[str, np.ndarray]:
+    def local_luma(self) -> tuple[np.ndarray, np.ndarray]:
+        """The luma pair the local checks judge: the original's luma and a reconstruction whose error at each
+        pixel is the smaller of its luma error and its constant-luminance error (:func:`inverity.metrics.luminance`).
+
+        JPEG keeps luma exactly, so chroma subsampling leaves it alone but moves constant luminance at colour
+        edges; a codec's error in the dark channels of a saturated colour (JPEG XL d1 on a deep red dress) moves
+        luma by several levels but the light that reaches the eye by almost nothing. A moved line, a removed spot
+        or a replaced patch changes both.
+        """
         la, lb = self.luma
+        if self.qa.shape[2] < 3:
+            return la, lb
+        e1 = lb - la
+        e2 = M.luminance(self.qb, self.qm) - M.luminance(self.qa, self.qm)
+        return la, la + np.where(np.abs(e1) <= np.abs(e2), e1, e2)
+
+    @cached_property
+    def local_maps(self) -> dict[str, np.ndarray]:
+        la, lb = self.local_luma
         return M.local_error_maps(la, lb, self.floors.local_window, signal_floor=self.floors.local_signal_floor,
                                   max_value=1.0)
 
     @cached_property
     def local_peak(self) -> np.ndarray:
         """Peak absolute luma error (0..1 scale) per local window, on the grid of :attr:`local_maps`."""
-        la, lb = self.luma
+        la, lb = self.local_luma
         e = np.abs(lb - la)
         blk = max(2, self.floors.local_window // 2)
         h, w = e.shape
@@ -116,7 +133,7 @@ class Context:
     @cached_property
     def fine_maps(self) -> dict[str, np.ndarray]:
         """:func:`inverity.metrics.fine_error_maps` on windows of half ``local_window`` (at least 4 px)."""
-        la, lb = self.luma
+        la, lb = self.local_luma
         f = self.floors
         return M.fine_error_maps(la, lb, fine_window(f), signal_floor=f.local_signal_floor,
                                  visible=f.local_fine_visible, max_value=1.0)
@@ -433,7 +450,7 @@ class LocalFine(Check):
             return out
         nbad = int(np.count_nonzero(bad))
         more = f"; {nbad} windows fail" if nbad > 1 else ""
-        la, lb = ctx.luma
+        la, lb = ctx.local_luma
         peak = float(np.abs(lb[y:y + w, x:x + w] - la[y:y + w, x:x + w]).max())
         out.reason = (f"window at (y={y}, x={x}) {w}×{w}: {int(vis[iy, ix])} pixels off by ≥ {step}, "
                       f"signal-to-error {_fmt(v)} dB < {floor:g} dB floor (peak error {100 * peak:.0f}% of the "
