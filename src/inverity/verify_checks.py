@@ -605,5 +605,5 @@ def _tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
 
 #: every check, in the order it runs and its reason is listed
 CHECKS: tuple[Check, ...] = (Lossless(), MaxAbsError(), Psnr(), Ssimulacra2(), MsSsim(), WorstTilePsnr(),
-                             LocalSnr(), LocalStructure(), LocalFine(), BandKept(), BandInvented(), TileBandKept(), EdgeMissing(),
-                             EdgeInvented())
+                             LocalSnr(), LocalStructure(), LocalFine(), BandKept(), BandInvented(), TileBandKept(),
+                             EdgeMissing(), EdgeInvented())
