@@ -473,7 +473,7 @@ def _merge_preferences(name: str, data: Mapping[str, Any], kw: dict[str, Any], p
 #: floors where a higher value is stricter, and where a lower one is (the rest of the numeric fields are
 #: parameters of a check — tile size, window, thresholds — whose change is recorded without a direction)
 _HIGHER_IS_STRICTER = ("psnr", "ssimulacra2", "ms_ssim", "worst_tile_psnr", "local_snr", "local_structure",
-                       "band_kept", "tile_band_kept")
+                       "local_fine", "band_kept", "tile_band_kept")
 _LOWER_IS_STRICTER = ("max_abs_error", "band_invented", "edge_missing", "edge_invented")
 
 

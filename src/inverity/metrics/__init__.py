@@ -34,10 +34,10 @@ from __future__ import annotations
 from ._basic import max_abs_error, mse, psnr
 from ._blur import gaussian_blur
 from ._edges import edge_map, gradient_magnitude
-from ._local import local_error_maps, local_snr_map, tile_psnr_map
+from ._local import fine_error_maps, local_error_maps, local_snr_map, tile_psnr_map
 from ._msssim import ms_ssim
 from ._prep import (WINDOW_MAX_SHARE, WINDOW_MIN_SHARE, WINDOW_PERCENTILES, ContentWindow, as_float, content_window,
-                    luma)
+                    luma, luminance)
 from ._spectral import DEFAULT_BANDS, band_retention
 from ._ssimulacra2 import S2_FLOOR, ssimulacra2
 
@@ -51,7 +51,7 @@ from ._prep import ImageLike as ImageLike, pixels as pixels
 __all__ = [
     "psnr", "mse", "max_abs_error", "ms_ssim", "ssimulacra2", "S2_FLOOR",
     "ContentWindow", "content_window", "WINDOW_PERCENTILES", "WINDOW_MAX_SHARE", "WINDOW_MIN_SHARE",
-    "as_float", "luma", "tile_psnr_map", "local_error_maps", "local_snr_map", "band_retention", "DEFAULT_BANDS",
+    "as_float", "luma", "luminance", "tile_psnr_map", "local_error_maps", "local_snr_map", "fine_error_maps", "band_retention", "DEFAULT_BANDS",
     "gaussian_blur",
     "gradient_magnitude", "edge_map",
 ]

@@ -204,3 +204,46 @@ def luma(x: ImageLike, max_value: float | None = None) -> np.ndarray:
     if f.shape[2] >= 3:
         return f[:, :, 0] * _LUMA[0] + f[:, :, 1] * _LUMA[1] + f[:, :, 2] * _LUMA[2]
     return np.ascontiguousarray(f[:, :, 0])
+
+
+def luminance(x: ImageLike, max_value: float | None = None) -> np.ndarray:
+    """H×W float32 *constant* luminance in 0..1: the sRGB-encoded value of the linear-light luminance
+    (BT.709/sRGB weights on linearised R, G, B). Equal to the value itself for grey pixels.
+
+    Luma (:func:`luma`) weights the gamma-encoded channels, so a codec's error in a dark channel of a saturated
+    colour (G and B of a deep red, a few levels near 0) leaks into it at full weight, although it changes the
+    light that reaches the eye by almost nothing. Constant luminance does not leak it.
+
+    Examples
+    --------
+    >>> round(float(255 * luminance(np.full((1, 1, 3), 128, np.uint8))[0, 0]), 2)      # grey: unchanged
+    128.0
+    >>> red, red2 = np.array([[[210, 1, 24]]], np.uint8), np.array([[[210, 8, 31]]], np.uint8)
+    >>> [round(float(255 * (f(red2) - f(red))[0, 0]), 1) for f in (luma, luminance)]
+    [4.9, 0.7]
+    """
+    p, m = pixels(x)
+    if p.shape[2] < 3:
+        return luma(p, max_value or m)
+    scale = 1.0 / float(max_value or m)
+    if p.dtype.kind in "ui" and p.dtype.itemsize <= 2:
+        # integer samples: linearise by table (one entry per code), far cheaper than a power per sample
+        lut = _srgb_to_linear(np.minimum(np.arange(1 << (8 * p.dtype.itemsize)) * scale, 1.0)).astype(np.float32)
+        r, g, b = (lut[p[:, :, i]] for i in range(3))
+    else:
+        r, g, b = (_srgb_to_linear(np.clip(p[:, :, i].astype(np.float32) * np.float32(scale), 0, 1))
+                   for i in range(3))
+    y = r * np.float32(0.2126) + g * np.float32(0.7152) + b * np.float32(0.0722)
+    # back to the sRGB scale by table on 2^16 steps of Y (≤ 0.05 of 255 levels off, where the curve is steepest)
+    return _ENCODE_LUT[np.rint(np.clip(y, 0, 1) * 65535).astype(np.int32)]
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(y: np.ndarray) -> np.ndarray:
+    return np.where(y <= 0.0031308, 12.92 * y, 1.055 * np.power(np.maximum(y, 0), 1 / 2.4) - 0.055)
+
+
+_ENCODE_LUT = _linear_to_srgb(np.arange(65536) / 65535.0).astype(np.float32)
