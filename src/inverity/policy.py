@@ -114,6 +114,7 @@ from . import formats as _formats
 from ._preferences import Preferences, check_preferences, parse_entry
 from .errors import PolicyError, UnknownIdError
 from .verify import Floors
+from .verify_checks import check_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -472,9 +473,8 @@ def _merge_preferences(name: str, data: Mapping[str, Any], kw: dict[str, Any], p
 
 #: floors where a higher value is stricter, and where a lower one is (the rest of the numeric fields are
 #: parameters of a check — tile size, window, thresholds — whose change is recorded without a direction)
-_HIGHER_IS_STRICTER = ("psnr", "ssimulacra2", "ms_ssim", "worst_tile_psnr", "local_snr", "local_structure",
-                       "local_fine", "band_kept", "tile_band_kept")
-_LOWER_IS_STRICTER = ("max_abs_error", "band_invented", "edge_missing", "edge_invented")
+_HIGHER_IS_STRICTER = check_names(stricter="higher")   # the check classes say which way is stricter
+_LOWER_IS_STRICTER = check_names(stricter="lower")
 
 
 def merge_floors(parent: Floors | None, table: Mapping[str, Any], policy: str) -> tuple[Floors, list[str]]:

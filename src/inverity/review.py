@@ -52,6 +52,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import InputError, InverityError, PolicyError
 from .outputs import sha256_file
+from .verify_checks import check_names
 
 __all__ = [
     "Rule", "parse_rule", "rule_of", "STATES", "VERDICTS", "initial_state", "transition", "servable", "covers",
@@ -516,8 +517,8 @@ def reroute(path: str | os.PathLike[str], policy: Any, review: Mapping[str, Any]
 # ----------------------------------------------------------------------------------------------------------------
 # Feedback: where reviewers rejected the learned stage
 # ----------------------------------------------------------------------------------------------------------------
-_HIGHER = ("psnr", "ssimulacra2", "ms_ssim", "worst_tile_psnr", "local_snr", "local_structure", "tile_band_kept")
-_LOWER = ("edge_missing", "edge_invented")
+_HIGHER = check_names(stricter="higher")   # the check classes say which way a margin runs
+_LOWER = check_names(stricter="lower")
 
 
 def _margin(checks: Mapping[str, Any], floors: Any) -> tuple[float | None, str | None]:

@@ -58,6 +58,7 @@ from .errors import PolicyError
 from ._preferences import Group, parse_entry
 from .policy import CODEC_FORMAT, Policy, client_format, get_policy
 from .verify import Floors
+from .verify_checks import check_names
 
 __all__ = ["Candidate", "Skipped", "Plan", "Resolution", "AUTO_BY_FLAG", "AUTO_BY_KIND",
            "DICOM_TRANSFER_SYNTAX_STAGES", "LINE_ART_KINDS", "resolve_policy", "make_plan", "plan", "explain"]
@@ -276,8 +277,7 @@ def _learned_check(profile: Profile, policy: Policy, models: Mapping[str, Any], 
 
 
 #: the floors that make up "the structure checks" (DESIGN.md: controlled verifies the learned stage with them)
-_STRUCTURE_CHECKS = ("local_structure", "band_kept", "band_invented", "tile_band_kept", "edge_missing",
-                     "edge_invented")
+_STRUCTURE_CHECKS = check_names(structure=True)
 
 
 def _verified_with(policy: Policy) -> str:

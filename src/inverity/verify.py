@@ -70,9 +70,12 @@ window at (y=16, x=16) 16×16: signal-to-error -12.1 dB < 9 dB floor (error 16×
 """
 from __future__ import annotations
 
+import functools
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from typing import Any, Union
 
 import numpy as np
@@ -82,6 +85,11 @@ from .errors import PolicyError
 from .image import Image
 from .verify_checks import CHECKS, Context
 from .verify_types import Box
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - pyproject pins tomli for 3.10
+    import tomli as tomllib
 
 __all__ = ["Floors", "Verdict", "verify", "PRESETS", "Box"]
 
@@ -171,8 +179,9 @@ class Floors:
     @classmethod
     def delivery(cls) -> "Floors":
         """A perceptual floor for standard lossy formats, plus a lenient guard against one ruined window
-        (error as large as half the local signal)."""
-        return cls(ssimulacra2=70.0, local_snr=3.0)
+        (error as large as half the local signal). The numbers are the ``[floors]`` of the built-in policy file
+        ``policies/builtin/delivery.toml`` (one place: the policy and this preset cannot disagree)."""
+        return _builtin_floors("delivery")
 
     @classmethod
     def controlled(cls) -> "Floors":
@@ -192,10 +201,10 @@ class Floors:
         edits): held-out benign flagged 1.6% (was 2.8%; every remaining flag comes from ``ssimulacra2`` or
         ``local_structure``), planted detection ≥ 98% for every edit type and content kind (medical 92.6% →
         98.3%, line shift 94.7% → 98.7%).
+
+        The numbers are the ``[floors]`` of the built-in policy file ``policies/builtin/controlled.toml``.
         """
-        return cls(ssimulacra2=70.0, local_snr=9.0, local_snr_visible=0.1, local_snr_hard=7.0, local_structure=13.0,
-                   local_fine=11.0, local_fine_visible=0.08, local_fine_pixels=4, band_kept=0.35, band_invented=0.5,
-                   tile_band_kept=0.1, edge_missing=0.35, edge_invented=0.5)
+        return _builtin_floors("controlled")
 
     # -- (de)serialisation -----------------------------------------------------------------------------------
     @classmethod
@@ -244,6 +253,14 @@ class Floors:
     def checked(self) -> list[str]:
         """Names of the floors that are set."""
         return [f.name for f in fields(self) if f.name in _CHECK_FIELDS and getattr(self, f.name) not in (None, False)]
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_floors(policy: str) -> Floors:
+    """The ``[floors]`` table of a built-in policy file (package data), parsed once (``Floors`` is frozen)."""
+    path = resources.files("inverity").joinpath("policies", "builtin", f"{policy}.toml")
+    with path.open("rb") as f:
+        return Floors.from_dict(tomllib.load(f)["floors"])
 
 
 _CHECK_FIELDS = ("lossless", "max_abs_error", "psnr", "ssimulacra2", "ms_ssim", "worst_tile_psnr", "local_snr",

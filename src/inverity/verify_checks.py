@@ -29,7 +29,8 @@ from .verify_types import Box
 if TYPE_CHECKING:
     from .verify import Floors
 
-__all__ = ["CheckResult", "Context", "Check", "CHECKS", "local_snr_failed", "local_fine_failed", "fine_window"]
+__all__ = ["CheckResult", "Context", "Check", "CHECKS", "local_snr_failed", "local_fine_failed", "fine_window",
+           "check_names"]
 
 
 @dataclass
@@ -165,9 +166,18 @@ class Context:
 
 
 class Check:
-    """One check: its floor's ``name``, when it runs, what it finds."""
+    """One check: its floor's ``name``, when it runs, what it finds, and how its value reads.
+
+    ``stricter``: ``"higher"`` when a higher floor is stricter (the value must reach it), ``"lower"`` when a
+    lower one is, ``None`` for a switch (``lossless``). ``unit``: ``"dB"``, ``"share"`` (0..1, read as a
+    percentage) or ``""``. ``structure``: one of "the structure checks" the learned stage is verified with.
+    Policies, the report and the review read these here (:func:`check_names`), not from lists of their own.
+    """
 
     name: str = ""
+    stricter: str | None = None
+    unit: str = ""
+    structure: bool = False
 
     def applies(self, floors: "Floors") -> bool:
         """Whether :meth:`run` is called (to judge or only to measure) under ``floors``."""
@@ -197,6 +207,7 @@ class Lossless(Check):
 
 class MaxAbsError(Check):
     name = "max_abs_error"
+    stricter = "lower"
 
     def applies(self, floors: "Floors") -> bool:
         return True  # always measured: the record carries it
@@ -212,6 +223,7 @@ class MaxAbsError(Check):
 
 class Psnr(Check):
     name = "psnr"
+    stricter, unit = "higher", "dB"
 
     def applies(self, floors: "Floors") -> bool:
         return True  # always measured
@@ -231,6 +243,7 @@ class Psnr(Check):
 
 class Ssimulacra2(Check):
     name = "ssimulacra2"
+    stricter = "higher"
 
     def run(self, ctx: Context) -> CheckResult:
         floor = ctx.floors.ssimulacra2
@@ -244,6 +257,7 @@ class Ssimulacra2(Check):
 
 class MsSsim(Check):
     name = "ms_ssim"
+    stricter = "higher"
 
     def run(self, ctx: Context) -> CheckResult:
         floor = ctx.floors.ms_ssim
@@ -254,6 +268,7 @@ class MsSsim(Check):
 
 class WorstTilePsnr(Check):
     name = "worst_tile_psnr"
+    stricter, unit = "higher", "dB"
 
     def applies(self, floors: "Floors") -> bool:
         return True  # always measured, and always located
@@ -313,6 +328,7 @@ def local_snr_failed(snr: np.ndarray, floor: float, peak: np.ndarray | None = No
 
 class LocalSnr(_Local):
     name = "local_snr"
+    stricter, unit = "higher", "dB"
 
     def run(self, ctx: Context) -> CheckResult:
         f = ctx.floors
@@ -361,6 +377,7 @@ class LocalSnr(_Local):
 
 class LocalStructure(_Local):
     name = "local_structure"
+    stricter, unit, structure = "higher", "dB", True
 
     def run(self, ctx: Context) -> CheckResult:
         maps, w, floor = ctx.local_maps, ctx.floors.local_window, ctx.floors.local_structure
@@ -424,6 +441,7 @@ class LocalFine(Check):
     """
 
     name = "local_fine"
+    stricter, unit = "higher", "dB"
 
     def run(self, ctx: Context) -> CheckResult:
         f = ctx.floors
@@ -470,6 +488,7 @@ class _GlobalBands(Check):
 
 class BandKept(_GlobalBands):
     name = "band_kept"
+    stricter, structure = "higher", True
 
     def run(self, ctx: Context) -> CheckResult:
         g, bands, floor = ctx.bands, M.DEFAULT_BANDS, ctx.floors.band_kept
@@ -492,6 +511,7 @@ class BandKept(_GlobalBands):
 
 class BandInvented(_GlobalBands):
     name = "band_invented"
+    stricter, structure = "lower", True
 
     def run(self, ctx: Context) -> CheckResult:
         g, bands, floor = ctx.bands, M.DEFAULT_BANDS, ctx.floors.band_invented
@@ -514,6 +534,7 @@ class BandInvented(_GlobalBands):
 
 class TileBandKept(Check):
     name = "tile_band_kept"
+    stricter, unit, structure = "higher", "share", True
 
     def run(self, ctx: Context) -> CheckResult:
         f, bands = ctx.floors, M.DEFAULT_BANDS
@@ -581,10 +602,12 @@ class _Edges(Check):
 
 class EdgeMissing(_Edges):
     name, word = "edge_missing", "missing"
+    stricter, unit, structure = "lower", "share", True
 
 
 class EdgeInvented(_Edges):
     name, word = "edge_invented", "invented"
+    stricter, unit, structure = "lower", "share", True
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
@@ -607,3 +630,16 @@ def _tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
 CHECKS: tuple[Check, ...] = (Lossless(), MaxAbsError(), Psnr(), Ssimulacra2(), MsSsim(), WorstTilePsnr(),
                              LocalSnr(), LocalStructure(), LocalFine(), BandKept(), BandInvented(), TileBandKept(),
                              EdgeMissing(), EdgeInvented())
+
+
+def check_names(*, stricter: str | None = None, unit: str | None = None,
+                structure: bool | None = None) -> tuple[str, ...]:
+    """Names of the checks (in :data:`CHECKS` order) with the given properties; ``None`` matches any.
+
+    >>> check_names(structure=True)
+    ('local_structure', 'band_kept', 'band_invented', 'tile_band_kept', 'edge_missing', 'edge_invented')
+    >>> check_names(stricter="lower")
+    ('max_abs_error', 'band_invented', 'edge_missing', 'edge_invented')
+    """
+    return tuple(c.name for c in CHECKS if (stricter is None or c.stricter == stricter)
+                 and (unit is None or c.unit == unit) and (structure is None or c.structure == structure))

@@ -25,6 +25,7 @@ from .._atomic import atomic_write_bytes, atomic_write_text
 from ..errors import InputError, InverityError, RecordError
 from ..image import Image
 from ..record import DecisionRecord
+from ..verify_checks import check_names
 from ..verify_types import Box, boxes_from_checks
 from . import _maps
 from ._why import CheckRow, Why, attempt_label, check_rows, chosen_attempt, explain, fmt, human_bytes, main_reasons, \
@@ -186,7 +187,7 @@ def _slug(i: int, name: str) -> str:
 
 
 #: unit of each localising check's value, for the labels of its window
-_UNITS = {"worst_tile_psnr": " dB", "local_snr": " dB", "local_structure": " dB"}
+_UNITS = {name: " dB" for name in check_names(unit="dB")}
 #: which windows get 1:1 crops first (after the failed ones)
 _CROP_ORDER = ("worst_tile_psnr", "local_snr", "local_structure", "edge_missing", "edge_invented", "tile_band_kept")
 

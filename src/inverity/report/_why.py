@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .._units import human_bytes as _human_bytes
+from ..verify_checks import check_names
 
 __all__ = ["verdict_of", "main_reasons", "human_bytes", "fmt", "Why", "Rejected", "explain", "check_rows",
            "CheckRow"]
@@ -252,8 +253,8 @@ _TABLE_HEADS: dict[str, tuple[str, str]] = {
 
 
 #: units of the scalar checks (shares in 0..1 read as percentages)
-_DB = ("psnr", "psnr_window", "worst_tile_psnr", "local_snr", "local_structure")
-_SHARE = ("tile_band_kept", "edge_missing", "edge_invented")
+_DB = check_names(unit="dB") + ("psnr_window",)   # the check classes give the units
+_SHARE = check_names(unit="share")
 
 
 def check_rows(checks: Mapping[str, Any]) -> list[CheckRow]:
