@@ -9,10 +9,11 @@ import inverity
 EXPECTED = {
     "__version__", "Image", "load", "save", "dicom_bytes",
     "InverityError", "InputError", "CodecError", "UnsupportedInputError", "UnknownIdError", "ContainerError",
-    "ModelError", "PolicyError", "MissingDependencyError",
+    "ModelError", "PolicyError", "MissingDependencyError", "RecordError",
     "Stage", "Capabilities", "get_stage", "list_stages", "register_stage",
     "Profile", "analyse", "Policy", "get_policy", "BUILTIN_POLICIES", "Candidate", "plan",
     "Floors", "Verdict", "verify", "compress", "compress_one", "Result", "Catalog", "write_report",
+    "DecisionRecord",
 }
 
 

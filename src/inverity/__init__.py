@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "InverityError": "inverity.errors", "InputError": "inverity.errors", "CodecError": "inverity.errors",
     "UnsupportedInputError": "inverity.errors", "UnknownIdError": "inverity.errors",
     "ContainerError": "inverity.errors", "ModelError": "inverity.errors", "PolicyError": "inverity.errors",
-    "MissingDependencyError": "inverity.errors",
+    "MissingDependencyError": "inverity.errors", "RecordError": "inverity.errors",
     # stages
     "Stage": "inverity.stages.base", "Capabilities": "inverity.stages.base", "get_stage": "inverity.stages.base",
     "list_stages": "inverity.stages.base", "register_stage": "inverity.stages.base",
@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "Floors": "inverity.verify", "Verdict": "inverity.verify", "verify": "inverity.verify",
     # pipeline / catalog / report
     "compress": "inverity.pipeline", "compress_one": "inverity.pipeline", "Result": "inverity.pipeline",
-    "Catalog": "inverity.catalog", "write_report": "inverity.report",
+    "Catalog": "inverity.catalog", "write_report": "inverity.report", "DecisionRecord": "inverity.record",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -46,10 +46,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .analyse import Profile, analyse
     from .catalog import Catalog
     from .errors import (CodecError, ContainerError, InputError, InverityError, MissingDependencyError,
-                         ModelError, PolicyError, UnknownIdError, UnsupportedInputError)
+                         ModelError, PolicyError, RecordError, UnknownIdError, UnsupportedInputError)
     from .image import Image, dicom_bytes, load, save
     from .pipeline import Result, compress, compress_one
     from .policy import BUILTIN_POLICIES, Policy, get_policy
+    from .record import DecisionRecord
     from .report import write_report
     from .route import Candidate, plan
     from .stages.base import Capabilities, Stage, get_stage, list_stages, register_stage
