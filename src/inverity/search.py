@@ -20,9 +20,9 @@ photo ≈ 0.2–0.5 s, the controlled floors' structure checks ≈ 0.5 s), so th
 ``effort`` (a policy field) trades encodes for bytes: ``max`` is the exhaustive reference — the bisection over
 the stage's whole quality range that the pipeline always ran, every candidate of a group searched, one full
 verification per probe; ``balanced`` (the default) and ``fast`` predict, confirm and stop early, and ask the
-codecs for faster settings (:data:`EFFORT_OPTIONS`: ``balanced`` AVIF speed 7, ``fast`` more). Never does any effort start at the top
-of a quality range (AVIF q=100 is its lossless mode: the slowest, largest encode), probe one bitstream twice, or
-ship a prediction: the chosen output always passed a full verification.
+codecs for faster settings (:data:`EFFORT_OPTIONS`: ``balanced`` AVIF speed 7, ``fast`` more). Never does any
+effort start at the top of a quality range (AVIF q=100 is its lossless mode: the slowest, largest encode), probe
+one bitstream twice, or ship a prediction: the chosen output always passed a full verification.
 
 The predictors are fitted by ``scripts/fit_search.py`` on ``shared/datasets/train`` and ``ood/*`` (never Kodak
 or validation) and shipped as ``data/search_model.json`` with their provenance; without that file, or for a
