@@ -181,3 +181,20 @@ def test_compress_writes_the_same_bytes_for_jobs_1_and_2(tmp_path: Path) -> None
         outs[jobs] = {p.relative_to(tmp_path / f"out{jobs}"): p.read_bytes()
                       for p in (tmp_path / f"out{jobs}").rglob("*") if p.is_file() and p.suffix != ".sqlite"}
     assert len(outs[1]) >= 4 and outs[1] == outs[2]
+
+
+def env_and_cwd(name: str) -> tuple[str | None, str]:
+    return os.environ.get(name), os.getcwd()
+
+
+def test_workers_see_the_callers_environment_and_directory_as_they_are_now(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork server outlives one pool and keeps the environment it started with; workers must not: each pool's
+    workers see the caller's environment and working directory at the time of the call, as spawned ones would."""
+    list(local.run([1, 2], square_and_pid, jobs=2))            # the fork server (if any) is up from here on
+    monkeypatch.setenv("INVERITY_TEST_LATE", "late value")
+    monkeypatch.chdir(tmp_path)
+    res = list(local.run(["INVERITY_TEST_LATE"] * 3, env_and_cwd, jobs=2))
+    assert res == [("late value", str(tmp_path))] * 3
+    monkeypatch.delenv("INVERITY_TEST_LATE")
+    assert list(local.run(["INVERITY_TEST_LATE"] * 2, env_and_cwd, jobs=2)) == [(None, str(tmp_path))] * 2

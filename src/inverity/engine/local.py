@@ -82,8 +82,18 @@ def _watch_parent(alive: Connection) -> None:
     threading.Thread(target=watch, name="inverity-parent-watch", daemon=True).start()
 
 
-def _init_worker(alive: Connection, warm: Callable[[], None] | None) -> None:
-    """Worker initializer: watch the parent, then warm up once (before the worker's first task)."""
+def _init_worker(alive: Connection, env: dict[str, str], warm: Callable[[], None] | None) -> None:
+    """Worker initializer: take the parent's environment, watch the parent, then warm up once (before the
+    worker's first task).
+
+    A fork server's worker inherits the *server's* environment, as it was when the server started (the first
+    pool of this process); the caller's may have changed since (``INVERITY_WEIGHTS_DIR``, a test's
+    ``monkeypatch.setenv``). A spawned worker would have the caller's, so every worker is given it. (The working
+    directory and ``sys.path`` are the caller's already: multiprocessing sends them to every new process.)
+    """
+    if os.environ != env:
+        os.environ.clear()
+        os.environ.update(env)
     _watch_parent(alive)
     if warm is not None:
         warm()
@@ -135,7 +145,7 @@ def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
         _reaper_registered.append(True)
     alive_r, alive_w = multiprocessing.Pipe(duplex=False)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(alive_r, warm))
+                               initargs=(alive_r, dict(os.environ), warm))
     try:
         # Submit lazily, keeping every worker busy plus one queued task each: an interrupted batch then has
         # started only about as many tasks as it finished, and a huge batch does not pickle everything up front.
