@@ -352,3 +352,15 @@ def test_ssimulacra2_cache_keys_on_content_not_identity(photo: np.ndarray) -> No
     ref = M.prepare_ssimulacra2(photo)
     with pytest.raises(InputError, match="differ in shape"):
         M.score_ssimulacra2(ref, photo[:-1])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_squared_error_is_the_per_pixel_channel_sum_bit_for_bit(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    a = rng.integers(0, 256, (67, 91, channels), dtype=np.uint8)
+    b = rng.integers(0, 256, (67, 91, channels), dtype=np.uint8)
+    d = (a.astype(np.float32) - b) * np.float32(1 / 255)
+    d *= d
+    se = M.squared_error(a, b, 255.0)
+    assert se.shape == (67, 91) and se.dtype == np.float32
+    assert np.array_equal(se, d.sum(axis=2))
