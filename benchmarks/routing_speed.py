@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import imagecodecs
@@ -118,7 +119,9 @@ def run_effort(folder: Path, policy: Any, effort: str, outdir: Path) -> list[dic
         t0, c0 = time.perf_counter(), time.process_time()
         rec = compress_one(f, pol, outdir=outdir / effort).record
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        ok, why = _reverify(tk, image, rec, _floors_of(tk, image, rec))
+        written = SimpleNamespace(output=rec["output"], stage=rec["stage"], quality=rec["quality"],
+                                  options=rec.get("options"))   # what _reverify reads of a DecisionRecord
+        ok, why = _reverify(tk, image, written, _floors_of(tk, image, rec))
         rows.append({"asset": f.name, "effort": effort, "policy": rec["policy_resolved"],
                      "kind": rec["profile"].get("kind"), "mp": image.width * image.height / 1e6,
                      "stage": rec["stage"], "quality": rec["quality"], "bytes": rec["bytes"],

@@ -268,3 +268,99 @@ def test_ssimulacra2_is_floored_at_0_unusable(photo: np.ndarray) -> None:
     inverted = (255 - photo).astype(np.uint8)
     assert M.S2_FLOOR == 0.0
     assert M.ssimulacra2(photo, noise) == 0.0 and M.ssimulacra2(photo, inverted) >= 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SSIMULACRA 2 with the original's side prepared once (S2Reference): the very same bits as computing it per call
+# ----------------------------------------------------------------------------------------------------------------
+_CACHED_CHILD = r"""
+import numpy as np, imagecodecs
+from skimage import data
+from inverity.metrics import ContentWindow, prepare_ssimulacra2, score_ssimulacra2, ssimulacra2
+from inverity.metrics._ssimulacra2 import _s2_rgb
+
+def uncached(a, b, m, mirror=True, exact=False):
+    # the original and the reconstruction in one batch per scale, nothing prepared: the reference computation
+    if a.shape[2] in (2, 4):
+        ca, aa = a[:, :, :-1].astype(np.float32), a[:, :, -1:].astype(np.float32) / np.float32(m)
+        cb, ab = b[:, :, :-1].astype(np.float32), b[:, :, -1:].astype(np.float32) / np.float32(m)
+        return min(_s2_rgb(ca * aa + np.float32(g * m) * (1 - aa), cb * ab + np.float32(g * m) * (1 - ab), m,
+                           mirror, exact) for g in (0.1, 0.9))
+    return _s2_rgb(a, b, m, mirror, exact)
+
+def codecs(a):
+    two_d = np.ascontiguousarray(a[:, :, 0] if a.shape[2] == 1 else a)
+    out = [imagecodecs.jpeg_decode(imagecodecs.jpeg_encode(two_d, level=q)) for q in (35, 85)]
+    if a.shape[2] == 3:
+        out.append(imagecodecs.webp_decode(imagecodecs.webp_encode(two_d, level=60)))
+        out.append(imagecodecs.avif_decode(imagecodecs.avif_encode(two_d, level=55, speed=9)))
+    return [o if o.ndim == 3 else o[:, :, None] for o in out]
+
+bad, n = 0, 0
+cases = [data.coffee()[:203, :301], data.astronaut()[:157, :211], data.camera()[:99, :130, None]]
+for a in cases:
+    for exact in (False, True):
+        for boundary in ("package", "libjxl"):
+            ref = prepare_ssimulacra2(a, exact=exact, boundary=boundary)
+            for b in codecs(a):
+                want = uncached(a, b, 255.0, boundary == "package", exact)
+                got = [score_ssimulacra2(ref, b), ssimulacra2(a, b, exact=exact, boundary=boundary),
+                       ssimulacra2(a, b, exact=exact, boundary=boundary)]       # the last one from the cache
+                n += 1
+                bad += any(g != want for g in got)
+rng = np.random.default_rng(5)
+rgba = np.dstack([data.coffee()[:80, :96], rng.integers(0, 256, (80, 96), dtype=np.uint8)])
+rgba_b = np.clip(rgba.astype(int) + rng.integers(-9, 10, rgba.shape), 0, 255).astype(np.uint8)
+n += 1
+bad += ssimulacra2(rgba, rgba_b) != uncached(rgba, rgba_b, 255.0)
+ct = np.linspace(32900, 34750, 96 * 80).reshape(96, 80).astype(np.uint16)[:, :, None]
+ct_b = (ct.astype(int) + rng.integers(-60, 61, ct.shape)).astype(np.uint16)
+w = ContentWindow(32900.0, 34750.0, 65535.0, 16)
+for win in (w, "auto"):
+    n += 1
+    bad += ssimulacra2(ct, ct_b, window=win) != uncached(w.apply(ct), w.apply(ct_b), 1.0) and win is w
+print(bad, n)
+"""
+
+
+@pytest.mark.parametrize("coretype", ["", "Haswell"])
+def test_ssimulacra2_prepared_original_scores_bit_for_bit_as_uncached(coretype: str) -> None:
+    """A search scores several reconstructions against one original: its side is prepared once (and cached per
+    process). The scores must be the very same bits, on every BLAS kernel (OpenBLAS's Haswell sgemm rounds a row
+    by its place in a product: each plane is therefore blurred by its own product)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_CORETYPE=coretype)
+    out = subprocess.run([sys.executable, "-c", _CACHED_CHILD], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert int(out[0]) == 0 and int(out[1]) >= 40, out
+
+
+def test_ssimulacra2_cache_keys_on_content_not_identity(photo: np.ndarray) -> None:
+    from inverity.metrics import _ssimulacra2 as S2
+
+    a = photo.copy()
+    b = jpeg(photo, 50)
+    first = M.ssimulacra2(a, b)
+    a[::7, ::5] = 255 - a[::7, ::5]          # the same array object, changed in place: a new original
+    changed = M.ssimulacra2(a, b)
+    assert changed != first and changed == M.score_ssimulacra2(M.prepare_ssimulacra2(a), b)
+    assert M.ssimulacra2(photo.copy(), b) == first       # an equal copy reuses the prepared original
+    assert len(S2._cache) <= S2._CACHE_ENTRIES
+    ref = M.prepare_ssimulacra2(photo)
+    with pytest.raises(InputError, match="differ in shape"):
+        M.score_ssimulacra2(ref, photo[:-1])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_squared_error_is_the_per_pixel_channel_sum_bit_for_bit(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    a = rng.integers(0, 256, (67, 91, channels), dtype=np.uint8)
+    b = rng.integers(0, 256, (67, 91, channels), dtype=np.uint8)
+    d = (a.astype(np.float32) - b) * np.float32(1 / 255)
+    d *= d
+    se = M.squared_error(a, b, 255.0)
+    assert se.shape == (67, 91) and se.dtype == np.float32
+    assert np.array_equal(se, d.sum(axis=2))

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 __all__ = ["warm"]
 
+#: what this process has warmed up already (False: the classical pipeline; True: also torch): a worker forked
+#: from a warmed fork server (:mod:`inverity.engine.local`) skips the work it inherited
+_done: set[bool] = set()
+
 
 def warm(learned: bool = False) -> None:
     """Import the pipeline's modules and load its models in this process (idempotent, never raises)."""
+    if learned in _done:
+        return
     try:
         import numpy as np
 
@@ -32,6 +38,7 @@ def warm(learned: bool = False) -> None:
         load_predictor(prof.features, prof.kind, 96 * 96)    # the search model file
         if learned:
             import torch  # noqa: F401 - the learned stage's runtime
+        _done.update({False, learned})
     except Exception:  # noqa: BLE001 - warming is an optimisation: the first asset then loads what it needs
         return
 

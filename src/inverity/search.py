@@ -19,10 +19,10 @@ photo ≈ 0.2–0.5 s, the controlled floors' structure checks ≈ 0.5 s), so th
 
 ``effort`` (a policy field) trades encodes for bytes: ``max`` is the exhaustive reference — the bisection over
 the stage's whole quality range that the pipeline always ran, every candidate of a group searched, one full
-verification per probe; ``balanced`` (the default) and ``fast`` predict, confirm and stop early, and ``fast``
-also asks the codecs for their faster settings (:data:`EFFORT_OPTIONS`). Never does any effort start at the top
-of a quality range (AVIF q=100 is its lossless mode: the slowest, largest encode), probe one bitstream twice, or
-ship a prediction: the chosen output always passed a full verification.
+verification per probe; ``balanced`` (the default) and ``fast`` predict, confirm and stop early, and ask the
+codecs for faster settings (:data:`EFFORT_OPTIONS`: ``balanced`` AVIF speed 7, ``fast`` more). Never does any
+effort start at the top of a quality range (AVIF q=100 is its lossless mode: the slowest, largest encode), probe
+one bitstream twice, or ship a prediction: the chosen output always passed a full verification.
 
 The predictors are fitted by ``scripts/fit_search.py`` on ``shared/datasets/train`` and ``ood/*`` (never Kodak
 or validation) and shipped as ``data/search_model.json`` with their provenance; without that file, or for a
@@ -64,12 +64,15 @@ __all__ = ["EFFORTS", "EFFORT_OPTIONS", "Attempt", "Predictor", "attempt", "sear
 #: search effort levels, cheapest first (``Policy.effort``)
 EFFORTS: tuple[str, ...] = ("fast", "balanced", "max")
 
-#: codec speed settings per effort — applied where the candidate does not set the option itself. ``max`` and
-#: ``balanced`` keep each stage's defaults (its bytes are the reference); ``fast`` trades ≈ 2–7% bytes for
-#: 2–4× faster encodes (AVIF speed 6 → 8, JPEG XL effort 5 → 3, WebP method 4 → 2)
+#: codec speed settings per effort — applied where the candidate does not set the option itself. ``max`` keeps
+#: each stage's defaults (its bytes are the reference); ``balanced`` encodes AVIF at speed 7, half the CPU of
+#: speed 6 for ≈ 0.5% more bytes at the same quality and ≤ 1.6 points less SSIMULACRA 2 (0.4 MP photos, line art,
+#: aerials: ``benchmarks/results/routing_speed.md``); ``fast`` trades ≈ 2–7% bytes for 2–4× faster encodes
+#: (AVIF speed 6 → 8, JPEG XL effort 5 → 3, WebP method 4 → 2). AVIF dominates the search's time: a JPEG, WebP
+#: or JPEG XL encode of the same image costs a tenth to a third of it, so their defaults stay for ``balanced``.
 EFFORT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {"avif": {"speed": 8}, "jxl": {"effort": 3}, "webp": {"method": 2}},
-    "balanced": {},
+    "balanced": {"avif": {"speed": 7}},
     "max": {},
 }
 

@@ -1,14 +1,19 @@
 """The local engine: a process pool on this machine.
 
 ``jobs=1`` runs the tasks in this process, in order (no pool: cheapest, and what tests and debuggers want).
-``jobs>1`` uses a :class:`concurrent.futures.ProcessPoolExecutor` whose workers are started with *spawn*, never
-plain *fork*: forking a parent that has already started threads — torch's intra-op pool, OpenMP, imagecodecs'
-threads — can deadlock the child. Workers therefore import what ``fn`` needs on their own, once per worker, not
-per task: the pool lives for the whole batch, and ``warm`` (the pipeline passes :func:`inverity._warm.warm`:
-codecs, metrics, router, kind classifier, search model; torch only when the learned stage may run) is each
-worker's initializer, run once when it starts. (*forkserver* would save little here, since nothing is
-preloaded, and its workers hold the server alive after the parent is killed, so they could not notice its
-death; see :func:`_watch_parent`.)
+``jobs>1`` uses a :class:`concurrent.futures.ProcessPoolExecutor` whose workers are never forked from the caller:
+forking a parent that has already started threads — torch's intra-op pool, OpenMP, a progress bar, a server's
+event loop — can deadlock the child. Where the platform has it (Linux, macOS) workers come from a
+*forkserver*: a fresh, single-threaded interpreter started once per process, which imports the pipeline and
+loads its models (``inverity._preload``: codecs, metrics, router, kind classifier, search model — never torch)
+before it forks any worker. A worker then starts with all of that in memory, shared copy-on-write, instead of
+each *spawn*ed worker importing and loading it again (≈ 0.4 s CPU per worker); the server lives as long as this
+process and serves every later pool too. Elsewhere workers are *spawn*ed. Either way ``warm`` (the pipeline
+passes :func:`inverity._warm.warm`; torch only when the learned stage may run) is each worker's initializer,
+run once when it starts — a no-op for what the fork server already loaded.
+
+A worker notices the death of the process that made its pool (even by SIGKILL) through a pipe whose only
+writer is that process: the read end reports end-of-file, and the worker exits (see :func:`_watch_parent`).
 
 Each result is yielded as soon as its task completes; the caller does all bookkeeping (the catalog) in the one
 parent process. Results are identical to ``jobs=1`` because each task is computed independently and
@@ -21,10 +26,11 @@ Examples
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Sequence, TypeVar
 
 __all__ = ["run", "default_jobs", "mp_context"]
@@ -41,37 +47,71 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: what the fork server imports before it forks a worker (its import warms the pipeline up)
+_PRELOAD = ["inverity._preload"]
+
+
 def mp_context() -> multiprocessing.context.BaseContext:
-    """spawn — never fork (see the module docstring)."""
+    """forkserver (preloaded with the pipeline) where the platform has it, else spawn — never plain fork."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)   # read when the server starts: once per process
+        return ctx
     return multiprocessing.get_context("spawn")
 
 
-def _watch_parent() -> None:
-    """Worker initializer: exit when the batch's parent process dies.
+def _watch_parent(alive: Connection) -> None:
+    """Worker initializer: exit when the process that made the pool dies.
 
     A pool worker blocks reading its task queue, and it holds that queue's write end itself, so a parent killed
-    with SIGKILL would leave it waiting forever. Under spawn the worker's parent is the batch's process; when
-    that dies the worker is re-parented (``getppid`` changes, even while the dead parent is an unreaped zombie)
-    and exits. Its unfinished output is at worst a ``.part`` temporary, swept by the next run.
+    with SIGKILL would leave it waiting forever. ``alive`` is the read end of a pipe whose only write end stays in
+    the pool's process: when that process dies, for whatever reason, the kernel closes it, the read reports
+    end-of-file and the worker exits. (``getppid`` cannot tell: a fork server's worker is the server's child,
+    and the server lives on while a worker does.) Its unfinished output is at worst a ``.part`` temporary,
+    swept by the next run.
     """
     import threading
 
-    ppid = os.getppid()
-
     def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != ppid:
-                os._exit(1)
+        try:
+            alive.recv_bytes()             # nothing is ever sent: returns only by end-of-file
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
 
     threading.Thread(target=watch, name="inverity-parent-watch", daemon=True).start()
 
 
-def _init_worker(warm: Callable[[], None] | None) -> None:
-    """Worker initializer: watch the parent, then warm up once (before the worker's first task)."""
-    _watch_parent()
+def _init_worker(alive: Connection, env: dict[str, str], warm: Callable[[], None] | None) -> None:
+    """Worker initializer: take the parent's environment, watch the parent, then warm up once (before the
+    worker's first task).
+
+    A fork server's worker inherits the *server's* environment, as it was when the server started (the first
+    pool of this process); the caller's may have changed since (``INVERITY_WEIGHTS_DIR``, a test's
+    ``monkeypatch.setenv``). A spawned worker would have the caller's, so every worker is given it. (The working
+    directory and ``sys.path`` are the caller's already: multiprocessing sends them to every new process.)
+    """
+    if os.environ != env:
+        os.environ.clear()
+        os.environ.update(env)
+    _watch_parent(alive)
     if warm is not None:
         warm()
+
+
+def _reap_fork_server() -> None:
+    """At exit: stop this process's fork server and wait for it, so that it and the CPU time of the workers it
+    forked are accounted to this process (``getrusage(RUSAGE_CHILDREN)``, ``time``) and no process outlives it."""
+    try:
+        from multiprocessing import forkserver
+
+        if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
+            forkserver._forkserver._stop()
+    except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        pass
+
+
+_reaper_registered: list[bool] = []
 
 
 def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
@@ -99,8 +139,13 @@ def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
             yield fn(t)
         return
     workers = min(jobs, len(tasks))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(), initializer=_init_worker,
-                               initargs=(warm,))
+    ctx = mp_context()
+    if ctx.get_start_method() == "forkserver" and not _reaper_registered:
+        atexit.register(_reap_fork_server)
+        _reaper_registered.append(True)
+    alive_r, alive_w = multiprocessing.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(alive_r, dict(os.environ), warm))
     try:
         # Submit lazily, keeping every worker busy plus one queued task each: an interrupted batch then has
         # started only about as many tasks as it finished, and a huge batch does not pickle everything up front.
@@ -123,3 +168,6 @@ def run(tasks: Sequence[T], fn: Callable[[T], R], jobs: int | None = None, *,
         raise
     else:
         pool.shutdown(wait=True)
+    finally:
+        alive_r.close()
+        alive_w.close()   # workers still running (after an error) see end-of-file and exit

@@ -47,6 +47,8 @@ from ._basic import psnr_of_mse as psnr_of_mse
 from ._blur import SingleThreadBlas as SingleThreadBlas
 from ._local import squared_error as squared_error, tile_psnr as tile_psnr
 from ._prep import ImageLike as ImageLike, pixels as pixels
+# the original's side of SSIMULACRA 2, prepared once and scored against many reconstructions
+from ._ssimulacra2 import S2Reference as S2Reference, prepare as prepare_ssimulacra2, score as score_ssimulacra2
 
 __all__ = [
     "psnr", "mse", "max_abs_error", "ms_ssim", "ssimulacra2", "S2_FLOOR",

@@ -80,10 +80,13 @@ def _blur_stack(planes: list[Any], h: int, w: int, *, sigma: float = 1.5, radius
         t = _band_matrix(rb, r, sigma)
         for b in range(nr):  # vertical pass, written straight into the horizontally padded buffer
             np.matmul(t, src[:, b * rb:b * rb + rb + 2 * r], out=mid[:, b * rb:(b + 1) * rb, r:r + w])
-        flat, flat_out = mid.reshape(p * nr * rb, -1), out.reshape(p * nr * rb, -1)
+        # One product per plane (a stacked matmul), never one product over all planes' rows: BLAS kernels may
+        # round a row differently by its place in the product (OpenBLAS's Haswell sgemm does), so a plane must
+        # blur to the same bits whatever else is in the stack — SSIMULACRA 2 blurs the original's planes once
+        # per asset (metrics._ssimulacra2.S2Reference) and a probe's planes on their own.
         tt = np.ascontiguousarray(_band_matrix(cb, r, sigma).T)
         for b in range(nc):
-            np.matmul(flat[:, b * cb:b * cb + cb + 2 * r], tt, out=flat_out[:, b * cb:(b + 1) * cb])
+            np.matmul(mid[:, :, b * cb:b * cb + cb + 2 * r], tt, out=out[:, :, b * cb:(b + 1) * cb])
     return out[:, :h, :w]
 
 

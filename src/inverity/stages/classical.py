@@ -511,8 +511,10 @@ class AvifStage(ImagecodecsStage):
         if image.has_alpha and pixels[0, 0, -1] == image.max_value and (pixels[..., -1] == image.max_value).all():
             pixels = pixels.copy()
             pixels[0, 0, -1] -= 1
+        # one encoder thread, always: libavif's bitstream depends on its thread count (2 threads give other bytes
+        # than 1), so an output must not depend on the machine's cores or on ``--jobs``; the pool parallelises
         return imagecodecs.avif_encode(pixels, level=self.quality, speed=self.opts["speed"], bitspersample=depth,
-                                       pixelformat="yuv444")
+                                       pixelformat="yuv444", numthreads=1)
 
     def _decode(self, data: bytes) -> np.ndarray:
         return imagecodecs.avif_decode(data)
