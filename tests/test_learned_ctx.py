@@ -190,3 +190,20 @@ def test_doctests() -> None:
 
 def test_codec_is_a_latent_codec() -> None:
     assert issubclass(context.CheckerboardCodec, LatentCodec)
+
+
+def test_ood_gate_uses_the_base_statistics_for_the_context_model() -> None:
+    """hp-ctx runs hp-gain's frozen transforms, so the gate's model evidence (and its statistics) are hp-gain's."""
+    from inverity.analyse import analyse
+
+    info = zoo.model_info(CTX)
+    assert info.transforms_sha256 == zoo.model_info(BASE).sha256 != info.sha256
+    assert zoo.model_info(BASE).transforms_sha256 == zoo.model_info(BASE).sha256
+    stats = json.loads(zoo.ood_stats_path(CTX).read_text())
+    if "model_evidence" not in stats:
+        pytest.skip("OOD statistics without a model part")
+    assert stats["model_evidence"]["weights_sha256"] == info.transforms_sha256
+    img = Image(skdata.coffee())
+    p_ctx, p_base = analyse(img, model_name=CTX), analyse(img, model_name=BASE)
+    assert p_ctx.learned_gate() is True and p_base.learned_gate() is True, p_ctx.reasons
+    assert p_ctx.ood_score == p_base.ood_score and p_ctx.evidence == p_base.evidence

@@ -78,6 +78,14 @@ class ModelInfo:
         """1-based quality indices (higher = better): ``(1, ..., K)``."""
         return tuple(range(1, len(self.lambdas) + 1))
 
+    @property
+    def transforms_sha256(self) -> str:
+        """sha256 of the weights whose transforms (g_a, g_s, h_a, h_s, gains) this model runs: its own, or, for a
+        context model trained on frozen transforms, its base model's. The OOD gate's model evidence depends on
+        these transforms only, so statistics fitted for the base stay valid for the context model."""
+        base = self.provenance.get("base") if self.context else None
+        return str(base["sha256"]).lower() if isinstance(base, dict) and base.get("sha256") else self.sha256
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "path": str(self.path),
                 "architecture": {"N": self.N, "M": self.M, "lambdas": list(self.lambdas),
