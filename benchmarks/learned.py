@@ -2,9 +2,12 @@
 
 Usage::
 
-    python benchmarks/learned.py --data ../shared/datasets/kodak [--limit 4] [--model hp-gain]
+    python benchmarks/learned.py --data ../shared/datasets/kodak [--limit 4] [--model hp-ctx] [--compare hp-gain]
         [--anchors jpeg,webp,avif,jxl] [--json OUT.json]
     python benchmarks/learned.py --data ../shared/datasets/kodak --refine 50,200 [--limit 3] [--crop 256]
+
+``--compare MODEL`` also measures a second zoo model on the same images in the same run and reports the BD-rate
+of ``--model`` against it (and each one's against the anchors).
 
 ``--refine STEPS`` measures encoder-side latent refinement instead (``inverity.stages.learned.refine``, SGA):
 for each image (a centred crop of ``--crop`` pixels), four qualities spread over the model's range and each step
@@ -101,7 +104,8 @@ def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str, r
         return None
 
 
-def run(data: Path, limit: int | None, model: str | None, anchors: list[str]) -> dict[str, Any]:
+def run(data: Path, limit: int | None, model: str | None, anchors: list[str],
+        compare: str | None = None) -> dict[str, Any]:
     from inverity.stages.learned import zoo
 
     files = sorted(p for p in data.iterdir() if p.suffix.lower() in SUFFIXES)[:limit]
@@ -110,12 +114,24 @@ def run(data: Path, limit: int | None, model: str | None, anchors: list[str]) ->
     curves: dict[str, list[dict[str, Any]]] = {}
     opts = {"model": model} if model else {}
     curves["learned"] = [measure({"id": "learned", "quality": q, **opts}, images) for q in info.qualities]
+    other = f"learned:{compare}" if compare else None
+    if compare and other:
+        curves[other] = [measure({"id": "learned", "quality": q, "model": compare}, images)
+                         for q in zoo.model_info(compare).qualities]
     for codec in anchors:
         curves[codec] = [measure({"id": codec, "quality": q}, images) for q in GRIDS[codec]]
     bd = {codec: {"psnr": _bd(curves[codec], curves["learned"], "psnr"),
                   "ms_ssim_db": _bd(curves[codec], curves["learned"], "ms_ssim_db")} for codec in anchors}
-    return {"data": str(data), "images": [n for n, _ in images], "model": info.to_dict(), "curves": curves,
-            "bd_rate_learned_vs": bd}
+    res = {"data": str(data), "images": [n for n, _ in images], "model": info.to_dict(), "curves": curves,
+           "bd_rate_learned_vs": bd}
+    if compare and other:
+        res["compare"] = {
+            "model": zoo.model_info(compare).to_dict(),
+            "bd_rate_learned_vs_compare": {"psnr": _bd(curves[other], curves["learned"], "psnr"),
+                                           "ms_ssim_db": _bd(curves[other], curves["learned"], "ms_ssim_db")},
+            "bd_rate_compare_vs": {c: {"psnr": _bd(curves[c], curves[other], "psnr"),
+                                       "ms_ssim_db": _bd(curves[c], curves[other], "ms_ssim_db")} for c in anchors}}
+    return res
 
 
 def run_refine(data: Path, limit: int | None, model: str | None, steps: list[int], crop: int) -> dict[str, Any]:
@@ -196,6 +212,15 @@ def render(res: dict[str, Any]) -> str:
               "| anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|"]
     for codec, bd in res["bd_rate_learned_vs"].items():
         lines.append(f"| {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
+    cmp_ = res.get("compare")
+    if cmp_:
+        c = cmp_["model"]
+        v = cmp_["bd_rate_learned_vs_compare"]
+        lines += ["", f"Same run, model `{c['name']}` v{c['version']} (sha256 {c['sha256'][:16]}…) as `learned:{c['name']}`:",
+                  "", "| test | anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|---|",
+                  f"| {m['name']} | {c['name']} | {_fmt(v['psnr'], pct=True)} | {_fmt(v['ms_ssim_db'], pct=True)} |"]
+        for codec, bd in cmp_["bd_rate_compare_vs"].items():
+            lines.append(f"| {c['name']} | {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
     return "\n".join(lines)
 
 
@@ -204,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--model", default=None, help="zoo model name (default: the registry's default)")
+    p.add_argument("--compare", default=None, help="a second zoo model measured in the same run (BD-rate vs it)")
     p.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated: jpeg,webp,avif,jxl")
     p.add_argument("--json", type=Path, default=None, help="also write every measurement as JSON")
     p.add_argument("--refine", default=None, help="comma-separated refinement step counts: run the refine study")
@@ -225,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(anchors) - set(GRIDS)
     if unknown:
         p.error(f"unknown anchors {sorted(unknown)}; choose from {sorted(GRIDS)}")
-    res = run(a.data, a.limit, a.model, anchors)
+    res = run(a.data, a.limit, a.model, anchors, a.compare)
     print(render(res))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))

@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         "threshold": round(r["threshold_spectral"], 6),
         "threshold_rule": rule,
         "model_evidence": {
-            "weights_sha256": info.sha256, "model_version": info.version,
+            # the transforms' weights: a context model (hp-ctx) shares its base's, and so these statistics
+            "weights_sha256": info.transforms_sha256, "model_version": info.version,
             "lambda": evidence.LAMBDA, "side": evidence.SIDE,
             "quality": evidence.quality_index(info.lambdas) + 1,
             "scalar_features": list(evidence.SCALAR_NAMES),

@@ -231,7 +231,8 @@ def test_zoo_facts() -> None:
     assert info.qualities == tuple(range(1, len(info.lambdas) + 1))
     assert info.decode_ms_per_mp and info.decode_ms_per_mp > 0
     assert info.provenance["train_list_sha256"] and info.provenance["lambda_per_quality"]["1"] == info.lambdas[0]
-    assert zoo.ood_stats_path(info.name).name == f"{info.name}.ood.json"
+    owner = info.provenance["base"]["name"] if info.context else info.name  # a context model shares its base's
+    assert zoo.ood_stats_path(info.name).name == f"{owner}.ood.json"       # transforms, hence its OOD statistics
     assert info.path.stat().st_size + sum(p.stat().st_size for p in info.path.parent.glob("*.json")) <= 25e6
     model, info2 = zoo.load_model()
     assert isinstance(model, ScaleHyperprior) and info2 == info and not model.training

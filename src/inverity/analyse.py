@@ -212,8 +212,10 @@ class Profile:
         try:
             from .stages.learned import evidence, zoo
 
-            installed = zoo.model_info(self.ood_model).sha256
-            if spec.get("weights_sha256") != installed:
+            minfo = zoo.model_info(self.ood_model)
+            installed = minfo.sha256
+            # a context model (hp-ctx) runs its base's frozen transforms: the base's statistics are its own
+            if spec.get("weights_sha256") not in (installed, minfo.transforms_sha256):
                 self.in_distribution = None
                 self.reasons.append(
                     f"OOD model statistics were fitted for weights {str(spec.get('weights_sha256'))[:12]}…, "

@@ -9,6 +9,10 @@
   from the installed one, or whose decoded pixels do not hash to the header's value — the last one is what
   a different decoder platform would produce, and a refusal is the only safe answer to it.
 
+Models come from the zoo (:mod:`.zoo`): ``hp-gain`` (mean-scale hyperprior, :mod:`.model`) and ``hp-ctx`` (the
+same frozen transforms plus a two-pass checkerboard context, :mod:`.context`); the header names the model, so
+either decoder refuses the other's streams.
+
 Quality is 1-based (1 = fewest bytes, K = best); K is the model's number of rate points (its λ ladder in the
 zoo's registry, :attr:`LearnedStage.qualities`), never a constant here; internally the model uses the 0-based
 gain index ``quality - 1``.

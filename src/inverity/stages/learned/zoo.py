@@ -70,15 +70,26 @@ class ModelInfo:
     encode_ms_per_mp: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     ood_stats: Path | None = None
+    #: spatial context model on top of the hyperprior (``"checkerboard"``, :mod:`.context`) or ``None``
+    context: str | None = None
 
     @property
     def qualities(self) -> tuple[int, ...]:
         """1-based quality indices (higher = better): ``(1, ..., K)``."""
         return tuple(range(1, len(self.lambdas) + 1))
 
+    @property
+    def transforms_sha256(self) -> str:
+        """sha256 of the weights whose transforms (g_a, g_s, h_a, h_s, gains) this model runs: its own, or, for a
+        context model trained on frozen transforms, its base model's. The OOD gate's model evidence depends on
+        these transforms only, so statistics fitted for the base stay valid for the context model."""
+        base = self.provenance.get("base") if self.context else None
+        return str(base["sha256"]).lower() if isinstance(base, dict) and base.get("sha256") else self.sha256
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "path": str(self.path),
-                "architecture": {"N": self.N, "M": self.M, "lambdas": list(self.lambdas)},
+                "architecture": {"N": self.N, "M": self.M, "lambdas": list(self.lambdas),
+                                 **({"context": self.context} if self.context else {})},
                 "qualities": list(self.qualities), "decode_ms_per_mp": self.decode_ms_per_mp,
                 "encode_ms_per_mp": self.encode_ms_per_mp, "provenance": self.provenance,
                 "ood_stats": str(self.ood_stats) if self.ood_stats else None}
@@ -114,7 +125,8 @@ def _info(name: str, entry: dict[str, Any], wdir: Path) -> ModelInfo:
                          path=wdir / entry["file"], N=int(arch["N"]), M=int(arch["M"]),
                          lambdas=tuple(float(v) for v in arch["lambdas"]),
                          decode_ms_per_mp=entry.get("decode_ms_per_mp"), encode_ms_per_mp=entry.get("encode_ms_per_mp"),
-                         provenance=dict(entry.get("provenance") or {}), ood_stats=wdir / ood)
+                         provenance=dict(entry.get("provenance") or {}), ood_stats=wdir / ood,
+                         context=arch.get("context"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"learned model registry entry {name!r} is malformed: missing or bad {exc}") from None
 
@@ -166,6 +178,7 @@ def _stat_key(path: Path) -> tuple[int, int, int]:
 def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     import torch
 
+    from .context import CONTEXT_KIND, PREFIX, CheckerboardCodec, CheckerboardContext
     from .entropy import LatentCodec, ZTables
     from .model import ScaleHyperprior
 
@@ -176,12 +189,22 @@ def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
         raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
     arch = blob.get("architecture", {})
-    if (arch.get("N"), arch.get("M")) != (info.N, info.M) or tuple(arch.get("lambdas", ())) != info.lambdas:
+    if ((arch.get("N"), arch.get("M")) != (info.N, info.M) or tuple(arch.get("lambdas", ())) != info.lambdas
+            or arch.get("context") != info.context):
         raise ModelError(f"weights for model {info.name}: architecture {arch} differs from the registry's "
-                         f"N={info.N}, M={info.M}, lambdas={list(info.lambdas)}")
+                         f"N={info.N}, M={info.M}, lambdas={list(info.lambdas)}, context={info.context}")
+    if info.context not in (None, CONTEXT_KIND):
+        raise ModelError(f"weights for model {info.name}: unknown context model {info.context!r}")
     model = ScaleHyperprior(info.N, info.M, info.lambdas)
+    ctx = CheckerboardContext(info.M) if info.context else None
     try:
-        model.load_state_dict(blob["state_dict"], strict=True)
+        state = dict(blob["state_dict"])
+        ctx_state = {k[len(PREFIX):]: state.pop(k) for k in list(state) if k.startswith(PREFIX)}
+        model.load_state_dict(state, strict=True)
+        if ctx is not None:
+            ctx.load_state_dict(ctx_state, strict=True)
+        elif ctx_state:
+            raise KeyError(f"unexpected context parameters {sorted(ctx_state)[:2]}")
         tables = ZTables.from_tensors(blob["z_tables"])
     except (KeyError, RuntimeError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -189,6 +212,10 @@ def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if ctx is not None:
+        for p in ctx.parameters():
+            p.requires_grad_(False)
+        return model, CheckerboardCodec(model, tables, ctx)
     return model, LatentCodec(model, tables)
 
 
