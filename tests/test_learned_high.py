@@ -66,20 +66,30 @@ def test_widened_init_reproduces_hp_gain_exactly(widened: ScaleHyperprior, pixel
         with torch.no_grad():
             a, b = gain.model(x, torch.tensor([q_gain])), widened(x, torch.tensor([q_wide]))
         assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)
-        assert abs(float(a["bits"] - b["bits"])) < 0.01 * float(a["bits"])  # new latents are all zero: ~no bits
+        # the old latents' entropy model is untouched: same z, same (μ, σ) for channels 0..95
+        ga, _ = gain.model.gains(torch.tensor([q_gain]))
+        gw, _ = widened.gains(torch.tensor([q_wide]))
+        ya, yb = gain.model.g_a(x) * ga, widened.g_a(x) * gw
+        assert torch.equal(ya, yb[:, :96])
+        za, zb = torch.round(gain.model.h_a(ya)), torch.round(widened.h_a(yb))
+        assert torch.equal(za, zb)
+        (ma, sa), (mb, sb) = gain.model.hyper_params(za), widened.hyper_params(zb)
+        assert torch.allclose(ma, mb[:, :96], atol=1e-5) and torch.allclose(sa, sb[:, :96], atol=1e-5)
 
 
 def test_widened_new_channels_get_gradients(widened: ScaleHyperprior, pixels: np.ndarray) -> None:
-    """Not a dead saddle: the distortion reaches the new analysis rows through the new synthesis inputs."""
+    """Not a dead saddle: the new latents are not all zero, so the new synthesis inputs (zero at the start) get a
+    gradient, and so do the new entropy-model outputs."""
     model = ScaleHyperprior(widened.N, widened.M, widened.lambdas)
     model.load_state_dict(widened.state_dict())
     model.train()
     x = train_mod.pad64(torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div(255))
     out = model(x, torch.tensor([3]))
     (((out["x_hat"] - x) ** 2).mean() * 1000 + out["bits"].sum() / x[0, 0].numel()).backward()
-    for name in ("g_a.6.weight", "h_s.4.weight"):
-        grad = dict(model.named_parameters())[name].grad
-        assert grad is not None and float(grad[96:].abs().max() if name == "g_a.6.weight" else grad[96:192].abs().max()) > 0
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert float(grads["g_s.0.weight"][96:].abs().max()) > 0  # the new synthesis inputs
+    assert float(grads["g_a.6.weight"][96:].abs().max()) > 0
+    assert float(grads["h_s.4.weight"][96:192].abs().max()) > 0 and float(grads["h_s.4.weight"][288:].abs().max()) > 0
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,20 @@
 its function (Net2Net, Chen, Goodfellow & Shlens, ICLR 2016, in its "zero the outgoing weights" form).
 
 Used to start a high-rate model (e.g. ``hp-high``, M=192) from the committed ``hp-gain`` (M=96) instead of from
-scratch: at step 0 the wide model reproduces the narrow one's reconstruction and rate exactly, and training only
-has to learn what the new channels add. Which weights go where::
+scratch: at step 0 the wide model reproduces the narrow one's reconstruction exactly (and the old channels'
+rate: z, μ and σ of the old latents are unchanged; the new latents add their own bits), and training only has
+to learn what the new channels add. Which weights go where::
 
-    g_a last conv   rows 0..M0-1 = old; new rows small random      -> y_new tiny: round(y_new - 0) = 0 everywhere
-    g_s first deconv  inputs 0..M0-1 = old; new inputs random        -> multiplied by ŷ_new = 0: no effect, but a
-                                                                       gradient path back into g_a's new rows
+    g_a last conv   rows 0..M0-1 = old; new rows random (1/4 scale) -> y_new small but not all rounded to zero
+    g_s first deconv  inputs 0..M0-1 = old; new inputs zero         -> x̂ unchanged; their gradient is ŷ_new ≠ 0
     h_a first conv  inputs 0..M0-1 = old; new inputs zero            -> z unchanged
     h_s hidden units  old units copied; new units: random in, zero out -> (μ, σ) of the old channels unchanged
     h_s last conv   new μ rows zero (μ_new = 0); new σ rows zero weight, bias ``sigma_new`` -> σ_new constant
     gain units      new channels get the mean of the old channels' gains per quality
 
-(Zero g_s inputs as well would be a dead saddle: ŷ_new = 0 and zero synthesis weights give every new weight a
-zero gradient. Random synthesis weights times ŷ_new = 0 keep the function and let gradients flow through the
-straight-through rounding.) The hyper-latent z keeps its ``N`` channels, so the factorized prior is copied.
+(New latents so small that they all round to zero would be a dead saddle, measured: 1,000 steps from
+analysis rows at 1e-3 scale left every new latent at zero — the synthesis weights' gradient is ŷ_new = 0 and
+the rate term pulls y_new to zero. So the new latents start nonzero and cost some rate instead.) The hyper-latent z keeps its ``N`` channels, so the factorized prior is copied.
 """
 from __future__ import annotations
 
@@ -39,13 +39,13 @@ def _new_rows(old: Tensor, rows: int, scale: float, gen: torch.Generator) -> Ten
 
 
 def widen_state(old: dict[str, Tensor], N: int, M0: int, M: int, lambdas: tuple[float, ...], *,
-                ga_scale: float = 1e-3, gs_scale: float = 0.1, sigma_new: float = 0.11,
+                ga_scale: float = 0.25, sigma_new: float = 0.5,
                 seed: int = 0) -> dict[str, Tensor]:
     """State dict of a ``ScaleHyperprior(N, M, lambdas)`` that computes what ``old`` (``N``, ``M0``) computes.
 
     ``old``'s gain rows must already match ``lambdas`` (see :func:`~inverity.stages.learned.train.remap_gains`).
-    ``ga_scale`` sizes the new analysis rows relative to the old ones (small, so the new latents round to zero
-    on ordinary images); ``gs_scale`` the new synthesis inputs; ``sigma_new`` is the new channels' constant σ.
+    ``ga_scale`` sizes the new analysis rows relative to the old ones (0.25: the new latents' spread is ~1/14 of
+    the old ones', so they cost a few bits where they are nonzero); ``sigma_new`` is the new channels' constant σ.
 
     Examples
     --------
@@ -58,8 +58,8 @@ def widen_state(old: dict[str, Tensor], N: int, M0: int, M: int, lambdas: tuple[
     >>> x = torch.rand(1, 3, 64, 64); q = torch.tensor([1])
     >>> _ = small.eval(), big.eval()
     >>> a, b = small(x, q), big(x, q)
-    >>> bool(torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)), abs(float((a["bits"] - b["bits"]).detach())) < 0.01
-    (True, True)
+    >>> bool(torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5))  # the reconstruction; the new latents add bits
+    True
     """
     if M <= M0:
         raise ValueError(f"widening needs M > {M0}, got {M}")
@@ -75,9 +75,9 @@ def widen_state(old: dict[str, Tensor], N: int, M0: int, M: int, lambdas: tuple[
     w, b = old["g_a.6.weight"], old["g_a.6.bias"]
     out["g_a.6.weight"] = torch.cat([w, _new_rows(w, extra, ga_scale, gen)])
     out["g_a.6.bias"] = torch.cat([b, torch.zeros(extra)])
-    # g_s's first deconv (weight: in × out × k × k): new inputs see ŷ_new = 0
+    # g_s's first deconv (weight: in × out × k × k): new inputs start at zero, so x̂ is unchanged
     w = old["g_s.0.weight"]
-    out["g_s.0.weight"] = torch.cat([w, _new_rows(w, extra, gs_scale, gen)])
+    out["g_s.0.weight"] = torch.cat([w, torch.zeros(extra, *w.shape[1:])])
     # h_a's first conv (out × in × k × k): the new latents do not reach z
     w = old["h_a.0.weight"]
     out["h_a.0.weight"] = torch.cat([w, torch.zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
