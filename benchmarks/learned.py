@@ -203,7 +203,8 @@ def render(res: dict[str, Any]) -> str:
         lines.append(f"Model `{m['name']}` v{m['version']} (sha256 {m['sha256'][:16]}…, N={m['architecture']['N']}, "
                      f"M={m['architecture']['M']}, {m['provenance'].get('steps')} training steps).")
     lines += ["Means over images per quality setting; bpp of whole files.", "",
-              "| codec | q | bpp | PSNR dB | MS-SSIM | SSIMULACRA2 | enc s | dec s |", "|---|---|---|---|---|---|---|---|"]
+              "| codec | q | bpp | PSNR dB | MS-SSIM | SSIMULACRA2 | enc s | dec s |",
+              "|---|---|---|---|---|---|---|---|"]
     for codec, pts in res["curves"].items():
         for p in pts:
             s2 = f"{p['ssimulacra2']:.2f}" if "ssimulacra2" in p else "n/a"

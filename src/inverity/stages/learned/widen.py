@@ -15,7 +15,8 @@ to learn what the new channels add. Which weights go where::
 
 (New latents so small that they all round to zero would be a dead saddle, measured: 1,000 steps from
 analysis rows at 1e-3 scale left every new latent at zero — the synthesis weights' gradient is ŷ_new = 0 and
-the rate term pulls y_new to zero. So the new latents start nonzero and cost some rate instead.) The hyper-latent z keeps its ``N`` channels, so the factorized prior is copied.
+the rate term pulls y_new to zero. So the new latents start nonzero and cost some rate instead.)
+The hyper-latent z keeps its ``N`` channels, so the factorized prior is copied.
 """
 from __future__ import annotations
 
