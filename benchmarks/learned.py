@@ -2,12 +2,9 @@
 
 Usage::
 
-    python benchmarks/learned.py --data ../shared/datasets/kodak [--limit 4] [--model hp-ctx] [--compare hp-gain]
-        [--anchors jpeg,webp,avif,jxl] [--json OUT.json]
+    python benchmarks/learned.py --data ../shared/datasets/kodak [--limit 4] [--model hp-ctx[,hp-gain]] [--compare M]
+        [--anchors jpeg,webp,avif,jxl] [--json OUT.json] [--reuse EARLIER.json]
     python benchmarks/learned.py --data ../shared/datasets/kodak --refine 50,200 [--limit 3] [--crop 256]
-
-``--compare MODEL`` also measures a second zoo model on the same images in the same run and reports the BD-rate
-of ``--model`` against it (and each one's against the anchors).
 
 ``--refine STEPS`` measures encoder-side latent refinement instead (``inverity.stages.learned.refine``, SGA):
 for each image (a centred crop of ``--crop`` pixels), four qualities spread over the model's range and each step
@@ -21,7 +18,11 @@ WebP: libwebp lossy, method 4; AVIF: libavif speed 6; JPEG XL: libjxl effort 5).
 RGB and MS-SSIM (``inverity.metrics.ms_ssim``, on luma) — each averaged over the images per quality setting,
 as CompressAI reports Kodak. BD-rate is Bjøntegaard's (VCEG-M33: cubic fit of log-rate over PSNR, integrated
 over the overlapping PSNR range; ``inverity.bench.bdrate``); negative = the learned stage needs fewer bits.
-A pair of curves that do not overlap in PSNR has no BD-rate ("n/a").
+A pair of curves that do not overlap in PSNR has no BD-rate ("n/a"). SSIMULACRA 2 (``inverity.metrics``) is
+averaged per quality setting too. Several zoo models (``--model hp-gain,hp-high``) are measured side by side,
+each against every anchor. ``--reuse EARLIER.json`` takes the curves an earlier run of the same images already
+measured (every codec here is deterministic, so sizes and qualities repeat; only the times would differ) and
+measures only the rest — how a model trained later joins a table measured earlier.
 
 Times are wall-clock seconds per image on this CPU, one run each (the machine may be shared; treat them as
 indicative). The learned encode time *includes* the self-check decode that pins the reconstruction hash.
@@ -42,7 +43,7 @@ import numpy as np
 from inverity.bench.bdrate import bd_rate
 from inverity.container import unpack
 from inverity.image import Image
-from inverity.metrics import ms_ssim
+from inverity.metrics import ms_ssim, ssimulacra2
 from inverity.stages.base import get_stage
 
 #: quality grids of the anchors (0–100, higher = better); wide enough to overlap a weak learned model
@@ -90,9 +91,10 @@ def measure(config: dict[str, Any], images: list[tuple[str, np.ndarray]]) -> dic
         payload = len(unpack(data)[1]) if config["id"] == "learned" else len(data)
         rows.append({"image": name, "bytes": len(data), "bpp": 8 * len(data) / (px.shape[0] * px.shape[1]),
                      "payload_bpp": 8 * payload / (px.shape[0] * px.shape[1]),
-                     "psnr": psnr(px, rec), "ms_ssim": ms_ssim(px, rec), "enc_s": t_enc, "dec_s": t_dec})
+                     "psnr": psnr(px, rec), "ms_ssim": ms_ssim(px, rec), "ssimulacra2": ssimulacra2(px, rec),
+                     "enc_s": t_enc, "dec_s": t_dec})
     mean = {k: statistics.fmean(r[k] for r in rows)
-            for k in ("bpp", "payload_bpp", "psnr", "ms_ssim", "enc_s", "dec_s")}
+            for k in ("bpp", "payload_bpp", "psnr", "ms_ssim", "ssimulacra2", "enc_s", "dec_s")}
     return {"config": config, **mean, "ms_ssim_db": msssim_db(mean["ms_ssim"]), "images": rows}
 
 
@@ -104,34 +106,35 @@ def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str, r
         return None
 
 
-def run(data: Path, limit: int | None, model: str | None, anchors: list[str],
-        compare: str | None = None) -> dict[str, Any]:
+def run(data: Path, limit: int | None, models: list[str | None], anchors: list[str],
+        reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Curves of each learned model and each anchor; ``reuse``: an earlier run's JSON over the same images."""
     from inverity.stages.learned import zoo
 
     files = sorted(p for p in data.iterdir() if p.suffix.lower() in SUFFIXES)[:limit]
     images = [(p.name, read_rgb(p)) for p in files]
-    info = zoo.model_info(model)
+    infos = [zoo.model_info(m) for m in models]
+    old: dict[str, list[dict[str, Any]]] = {}
+    if reuse is not None:
+        if reuse.get("images") != [n for n, _ in images]:
+            raise SystemExit("--reuse: that run measured other images")
+        old = reuse["curves"]
     curves: dict[str, list[dict[str, Any]]] = {}
-    opts = {"model": model} if model else {}
-    curves["learned"] = [measure({"id": "learned", "quality": q, **opts}, images) for q in info.qualities]
-    other = f"learned:{compare}" if compare else None
-    if compare and other:
-        curves[other] = [measure({"id": "learned", "quality": q, "model": compare}, images)
-                         for q in zoo.model_info(compare).qualities]
+    for info in infos:
+        key = f"learned:{info.name}"
+        curves[key] = old.get(key) or [measure({"id": "learned", "quality": q, "model": info.name}, images)
+                                       for q in info.qualities]
     for codec in anchors:
-        curves[codec] = [measure({"id": codec, "quality": q}, images) for q in GRIDS[codec]]
-    bd = {codec: {"psnr": _bd(curves[codec], curves["learned"], "psnr"),
-                  "ms_ssim_db": _bd(curves[codec], curves["learned"], "ms_ssim_db")} for codec in anchors}
-    res = {"data": str(data), "images": [n for n, _ in images], "model": info.to_dict(), "curves": curves,
-           "bd_rate_learned_vs": bd}
-    if compare and other:
-        res["compare"] = {
-            "model": zoo.model_info(compare).to_dict(),
-            "bd_rate_learned_vs_compare": {"psnr": _bd(curves[other], curves["learned"], "psnr"),
-                                           "ms_ssim_db": _bd(curves[other], curves["learned"], "ms_ssim_db")},
-            "bd_rate_compare_vs": {c: {"psnr": _bd(curves[c], curves[other], "psnr"),
-                                       "ms_ssim_db": _bd(curves[c], curves[other], "ms_ssim_db")} for c in anchors}}
-    return res
+        curves[codec] = old.get(codec) or [measure({"id": codec, "quality": q}, images) for q in GRIDS[codec]]
+    bd = {info.name: {codec: {"psnr": _bd(curves[codec], curves[f"learned:{info.name}"], "psnr"),
+                              "ms_ssim_db": _bd(curves[codec], curves[f"learned:{info.name}"], "ms_ssim_db")}
+                      for codec in anchors} for info in infos}
+    first = f"learned:{infos[0].name}"   # the first model against each other one, same images, same run
+    between = {f"{infos[0].name} vs {i.name}": {"psnr": _bd(curves[f"learned:{i.name}"], curves[first], "psnr"),
+                                                 "ms_ssim_db": _bd(curves[f"learned:{i.name}"], curves[first],
+                                                                   "ms_ssim_db")} for i in infos[1:]}
+    return {"data": str(data), "images": [n for n, _ in images], "models": [i.to_dict() for i in infos],
+            "curves": curves, "bd_rate_learned_vs": bd, "bd_rate_between_models": between}
 
 
 def run_refine(data: Path, limit: int | None, model: str | None, steps: list[int], crop: int) -> dict[str, Any]:
@@ -199,28 +202,26 @@ def _fmt(v: float | None, nd: int = 2, pct: bool = False) -> str:
 
 
 def render(res: dict[str, Any]) -> str:
-    m = res["model"]
-    lines = [f"# Learned stage vs standard codecs — {len(res['images'])} images from {res['data']}", "",
-             f"Model `{m['name']}` v{m['version']} (sha256 {m['sha256'][:16]}…, "
-             f"{m['provenance'].get('steps')} training steps). Means over images per quality setting.", "",
-             "| codec | q | bpp | PSNR dB | MS-SSIM | enc s | dec s |", "|---|---|---|---|---|---|---|"]
+    lines = [f"# Learned stage vs standard codecs — {len(res['images'])} images from {res['data']}", ""]
+    for m in res["models"]:
+        lines.append(f"Model `{m['name']}` v{m['version']} (sha256 {m['sha256'][:16]}…, N={m['architecture']['N']}, "
+                     f"M={m['architecture']['M']}, {m['provenance'].get('steps')} training steps).")
+    lines += ["Means over images per quality setting; bpp of whole files.", "",
+              "| codec | q | bpp | PSNR dB | MS-SSIM | SSIMULACRA2 | enc s | dec s |",
+              "|---|---|---|---|---|---|---|---|"]
     for codec, pts in res["curves"].items():
         for p in pts:
+            s2 = f"{p['ssimulacra2']:.2f}" if "ssimulacra2" in p else "n/a"
             lines.append(f"| {codec} | {p['config']['quality']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
-                         f"{p['ms_ssim']:.4f} | {p['enc_s']:.3f} | {p['dec_s']:.3f} |")
-    lines += ["", "BD-rate of the learned stage (negative = fewer bits at equal quality):", "",
-              "| anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|"]
-    for codec, bd in res["bd_rate_learned_vs"].items():
-        lines.append(f"| {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
-    cmp_ = res.get("compare")
-    if cmp_:
-        c = cmp_["model"]
-        v = cmp_["bd_rate_learned_vs_compare"]
-        lines += ["", f"Same run, model `{c['name']}` v{c['version']} (sha256 {c['sha256'][:16]}…) as `learned:{c['name']}`:",
-                  "", "| test | anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|---|",
-                  f"| {m['name']} | {c['name']} | {_fmt(v['psnr'], pct=True)} | {_fmt(v['ms_ssim_db'], pct=True)} |"]
-        for codec, bd in cmp_["bd_rate_compare_vs"].items():
-            lines.append(f"| {c['name']} | {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
+                         f"{p['ms_ssim']:.4f} | {s2} | {p['enc_s']:.3f} | {p['dec_s']:.3f} |")
+    lines += ["", "BD-rate of the learned stage (negative = fewer bits at equal quality; over the overlapping range):",
+              "", "| model | anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|---|"]
+    for model, per in res["bd_rate_learned_vs"].items():
+        for codec, bd in per.items():
+            lines.append(f"| {model} | {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
+    for pair, bd in res.get("bd_rate_between_models", {}).items():
+        lines.append(f"| {pair.split(' vs ')[0]} | {pair.split(' vs ')[1]} | {_fmt(bd['psnr'], pct=True)} | "
+                     f"{_fmt(bd['ms_ssim_db'], pct=True)} |")
     return "\n".join(lines)
 
 
@@ -228,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--model", default=None, help="zoo model name (default: the registry's default)")
-    p.add_argument("--compare", default=None, help="a second zoo model measured in the same run (BD-rate vs it)")
+    p.add_argument("--model", default=None, help="zoo model name(s), comma-separated (default: the registry's "
+                   "default; the refine study takes one)")
+    p.add_argument("--compare", default=None, help="a second zoo model measured in the same run (the same as "
+                   "--model A,B): the table also gives the first model's BD-rate against it")
+    p.add_argument("--reuse", type=Path, default=None, help="JSON of an earlier run on the same images: reuse its "
+                   "curves, measure only the missing ones")
     p.add_argument("--anchors", default="jpeg,webp,avif,jxl", help="comma-separated: jpeg,webp,avif,jxl")
     p.add_argument("--json", type=Path, default=None, help="also write every measurement as JSON")
     p.add_argument("--refine", default=None, help="comma-separated refinement step counts: run the refine study")
@@ -251,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(anchors) - set(GRIDS)
     if unknown:
         p.error(f"unknown anchors {sorted(unknown)}; choose from {sorted(GRIDS)}")
-    res = run(a.data, a.limit, a.model, anchors, a.compare)
+    models: list[str | None] = [m for m in (a.model or "").split(",") if m] or [None]
+    if a.compare:
+        models.append(a.compare)
+    res = run(a.data, a.limit, models, anchors, json.loads(a.reuse.read_text()) if a.reuse else None)
     print(render(res))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))

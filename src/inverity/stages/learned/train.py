@@ -285,7 +285,11 @@ def _worker(rank: int, cfg: TrainConfig, export: str | None, port: int) -> None:
 def _resume_or_init(cfg: TrainConfig, model: ScaleHyperprior, opt: torch.optim.Optimizer, ckpt: Path,
                     rng: random.Random, say: Callable[[str], None]) -> int:
     """Resume from ``ckpt`` if it exists (weights, optimiser, step, both RNG states — ``rng`` in place — and the
-    validation history), else start from ``cfg.init``'s exported weights if given; the step to continue at."""
+    validation history), else start from ``cfg.init``'s exported weights if given; the step to continue at.
+
+    Init weights for another λ ladder get their gain rows remapped (:func:`remap_gains`); init weights with
+    fewer latent channels (``M``) than ``cfg.M`` are widened with :func:`~inverity.stages.learned.widen.widen_state`
+    so the wider model starts computing exactly what they computed."""
     step = 0
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
@@ -305,6 +309,12 @@ def _resume_or_init(cfg: TrainConfig, model: ScaleHyperprior, opt: torch.optim.O
         if old_lambdas != model.lambdas:
             weights = remap_gains(weights, old_lambdas, model.lambdas)
             say(f"gain units remapped from λ {list(old_lambdas)} to {list(model.lambdas)}")
+        m0 = int(weights["g_a.6.weight"].shape[0])
+        if m0 < model.M:  # a narrower model: widen it so training starts from its function (widen.py)
+            from .widen import widen_state
+
+            weights = widen_state(weights, model.N, m0, model.M, model.lambdas, seed=cfg.seed)
+            say(f"latent widened function-preservingly from M={m0} to M={model.M}")
         model.load_state_dict(weights)
         say(f"initialised from weights {cfg.init}")
     return step
