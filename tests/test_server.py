@@ -611,8 +611,8 @@ def test_archive_asset_is_only_served_losslessly(client: Any) -> None:
 
 
 def test_timeout_is_504_and_the_work_finishes_in_the_background(tmp_path: Path) -> None:
-    data = _crop_png("coffee", 8, 100, size=384)        # a routed compression takes well over 0.3 s
-    with make_client(tmp_path / "store", timeout=0.3, max_pixels=1_000_000, max_body=1 << 20) as c:
+    data = _crop_png("coffee", 8, 100, size=384)        # a routed compression takes well over 0.05 s
+    with make_client(tmp_path / "store", timeout=0.05, max_pixels=1_000_000, max_body=1 << 20) as c:
         c.headers.update(AUTH)
         r = _upload(c, data)
         assert "did not finish" in _error(r, 504)

@@ -35,6 +35,7 @@ import torch
 
 from ..._atomic import atomic_write_bytes, atomic_write_text
 from ...errors import ModelError
+from ...formats import walked_extensions
 from . import zoo
 from .context import CONTEXT_KIND, PREFIX, CheckerboardCodec, CheckerboardContext, anchor_mask, context_params
 from .model import LIKELIHOOD_MIN, ScaleHyperprior, gaussian_likelihood
@@ -45,9 +46,10 @@ CROP = 256
 
 
 def _read(path: Path) -> np.ndarray:
-    import imagecodecs
+    """RGB pixels through the one loader (:func:`inverity.image.load`)."""
+    from ...image import load
 
-    a = imagecodecs.imread(str(path))
+    a = load(path).pixels
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     return np.ascontiguousarray(a[:, :, :3])
@@ -58,7 +60,7 @@ def build_cache(data: Path, out: Path, base: str = zoo.DEFAULT_MODEL, seed: int 
     """Ungained latents g_a(x) of 8 dihedral variants of one random 256² crop per image in ``data``."""
     model, info = zoo.load_model(base)
     rng = np.random.default_rng(seed)
-    files = sorted(p for p in data.iterdir() if p.suffix.lower() in {".png", ".webp", ".jpg", ".ppm", ".tif"})
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in walked_extensions())
     lat: list[torch.Tensor] = []
     t0 = time.time()
     for n, p in enumerate(files):
