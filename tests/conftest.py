@@ -20,3 +20,16 @@ def shared_datasets() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/datasets is not present")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a learned-stage test module (tiny images: one thread is faster than two on a shared
+    2-core machine; a test that compares thread counts sets its own). Use with
+    ``pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

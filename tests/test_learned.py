@@ -24,16 +24,9 @@ from inverity.image import Image
 from inverity.stages.base import get_stage
 from inverity.stages.learned.model import LAMBDAS, ScaleHyperprior
 
-pytestmark = pytest.mark.skipif(not zoo.list_models(), reason="no learned model in the zoo")
+pytestmark = [pytest.mark.skipif(not zoo.list_models(), reason="no learned model in the zoo"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny images: one thread is faster than two on a shared 2-core machine (the thread test sets its own)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _crop(name: str, y: int = 100, x: int = 150, h: int = 64, w: int = 96) -> Image:

@@ -24,17 +24,11 @@ from inverity.stages.learned.entropy import LatentCodec
 
 CTX = "hp-ctx"
 BASE = "hp-gain"
-pytestmark = pytest.mark.skipif(CTX not in {m.name for m in zoo.list_models()}, reason="no hp-ctx in the zoo")
+pytestmark = [pytest.mark.skipif(CTX not in {m.name for m in zoo.list_models()}, reason="no hp-ctx in the zoo"),
+              pytest.mark.usefixtures("one_torch_thread")]
 GOLDEN = FIXTURES / "learned-hp-ctx"
 REGEN = os.environ.get("INVERITY_REGEN_FIXTURES") == "1"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

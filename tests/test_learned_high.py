@@ -20,19 +20,13 @@ from inverity.stages.base import get_stage
 from inverity.stages.learned.entropy import LatentCodec, tabulate_z
 from inverity.stages.learned.model import ScaleHyperprior
 
-pytestmark = pytest.mark.skipif("hp-gain" not in [m.name for m in zoo.list_models()],
-                                reason="hp-gain is not in the zoo")
+pytestmark = [pytest.mark.skipif("hp-gain" not in [m.name for m in zoo.list_models()],
+                                reason="hp-gain is not in the zoo"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 #: the high-rate ladder: its first two λ are hp-gain's top two, so those qualities must match hp-gain exactly
 HIGH = (0.025, 0.0483, 0.0932, 0.18)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

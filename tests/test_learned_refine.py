@@ -15,17 +15,11 @@ import inverity.stages.learned.zoo as zoo
 from inverity.image import Image
 from inverity.stages.base import get_stage
 
-pytestmark = pytest.mark.skipif(not zoo.list_models(), reason="no learned model in the zoo")
+pytestmark = [pytest.mark.skipif(not zoo.list_models(), reason="no learned model in the zoo"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 STEPS = 30
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
