@@ -400,3 +400,18 @@ def test_fresh_training_run_is_reproducible(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_read_only_pixels_encode_without_a_warning() -> None:
+    """The loader hands out read-only arrays: encoding one is silent (no torch UserWarning on stderr) and gives
+    the same bytes as a writable copy."""
+    import warnings
+
+    px = np.ascontiguousarray(skdata.astronaut()[:64, :96, :3])
+    ro = px.copy()
+    ro.setflags(write=False)
+    stage = get_stage("learned", quality=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = stage.encode(Image(ro))
+    assert data == stage.encode(Image(px))

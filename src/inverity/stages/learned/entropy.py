@@ -377,7 +377,10 @@ class LatentCodec:
     def analysis(self, pixels: np.ndarray, q: int) -> tuple[Tensor, Tensor]:
         """(padded input in [0, 1], gained latent y' = g_a(x)·gain[q]) for uint8 RGB ``pixels`` (H×W×3)."""
         self._check_q(q)
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div_(255.0)
+        arr = np.ascontiguousarray(pixels)
+        if not arr.flags.writeable:   # the loader's pixels are read-only; torch warns on (and must not share) them
+            arr = arr.copy()
+        x = torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255.0)
         x = _pad64(x)
         with torch.no_grad():
             gain = torch.exp(self.model.log_gain[q])[None, :, None, None]
