@@ -302,8 +302,9 @@ TARGETS: dict[str, Target] = {
 
 
 def fuzz_hypothesis(target: Target, seconds: float, seed: int = 0, timeout: float = DEFAULT_TIMEOUT,
-                    max_examples: int = 200) -> Stats:
-    """Batches of ``max_examples`` hypothesis examples, each batch with its own seed, until ``seconds`` pass.
+                    max_examples: int = 200, batches: int | None = None) -> Stats:
+    """Batches of ``max_examples`` hypothesis examples, each batch with its own seed, until ``seconds`` pass (or,
+    with ``batches``, after that many batches if sooner: a bounded smoke run).
     A batch that finds something shrinks it; the shrunk input is recorded and the next batch starts."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hyp_seed
@@ -335,7 +336,7 @@ def fuzz_hypothesis(target: Target, seconds: float, seed: int = 0, timeout: floa
         tracemalloc.start()
     try:
         batch = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and (batches is None or batch < batches):
             test = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                             suppress_health_check=list(HealthCheck), report_multiple_bugs=False)(given(inputs())(check))
             try:
