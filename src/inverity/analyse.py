@@ -569,11 +569,16 @@ def _classify(feats: dict[str, float], model: dict[str, Any]) -> dict[str, float
 def _ood(feats: dict[str, float], stats: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
     """Mahalanobis distance and the top-3 drivers (largest |z| per feature)."""
     names = stats["features"]
-    x = _vector(feats, names, stats)
-    mu = np.asarray(stats["mean"])
+    return _mahalanobis(_vector(feats, names, stats), names, stats)
+
+
+def _mahalanobis(x: np.ndarray, names: list[str], block: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+    """Distance of ``x`` from a fitted block's ``mean`` under its ``precision``, and the top-3 drivers (largest
+    |z| against its ``std``)."""
+    mu = np.asarray(block["mean"])
     d = x - mu
-    score = float(math.sqrt(max(0.0, float(d @ np.asarray(stats["precision"]) @ d))))
-    z = d / np.asarray(stats["std"])
+    score = float(math.sqrt(max(0.0, float(d @ np.asarray(block["precision"]) @ d))))
+    z = d / np.asarray(block["std"])
     order = np.argsort(-np.abs(z))[:3]
     drivers = [{"feature": names[i], "z": round(float(z[i]), 2), "value": round(float(x[i]), 4),
                 "train_mean": round(float(mu[i]), 4)} for i in order]
@@ -600,14 +605,7 @@ def _ood_model(feats: dict[str, float], ev: dict[str, float], energy: np.ndarray
     spec = stats["model_evidence"]
     values = model_vector(feats, ev, energy, stats)
     names = spec["features"]
-    x = np.array([values[n] for n in names])
-    mu = np.asarray(spec["mean"])
-    d = x - mu
-    score = float(math.sqrt(max(0.0, float(d @ np.asarray(spec["precision"]) @ d))))
-    z = d / np.asarray(spec["std"])
-    order = np.argsort(-np.abs(z))[:3]
-    drivers = [{"feature": names[i], "z": round(float(z[i]), 2), "value": round(float(x[i]), 4),
-                "train_mean": round(float(mu[i]), 4)} for i in order]
+    score, drivers = _mahalanobis(np.array([values[n] for n in names]), names, spec)
     return score, drivers, values
 
 

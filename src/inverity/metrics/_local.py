@@ -76,6 +76,27 @@ def _windows(blocks: np.ndarray) -> np.ndarray:
     return blocks
 
 
+def _window_snr(x: np.ndarray, e: np.ndarray, blk: int, signal_floor: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, var, se, snr)`` per window of two ``blk`` blocks: pixel count, the original's variance, the summed
+    squared error and the signal-to-error ratio 10·log10((var + floor²) / MSE) in dB (inf where MSE is 0)."""
+    n = _windows(_block_sums(np.ones_like(x), blk))
+    s1 = _windows(_block_sums(x, blk))
+    var = np.maximum(_windows(_block_sums(x * x, blk)) / n - (s1 / n) ** 2, 0.0)
+    se = _windows(_block_sums(e * e, blk))
+    mse = se / n
+    with np.errstate(divide="ignore"):
+        snr = 10.0 * np.log10((var + signal_floor ** 2) / np.maximum(mse, 1e-300))
+    snr[mse == 0] = np.inf
+    return n, var, se, snr
+
+
+def _origins(shape: tuple[int, ...], blk: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column origins of the windows of a ``shape`` window map (stepping by one block, clipped)."""
+    return (np.minimum(np.arange(shape[0]) * blk, max(0, h - 1)),
+            np.minimum(np.arange(shape[1]) * blk, max(0, w - 1)))
+
+
 def local_error_maps(a: ImageLike, b: ImageLike, window: int = 16, *, signal_floor: float = 0.03,
                      max_value: float | None = None, content: ContentWindow | str | None = None
                      ) -> dict[str, np.ndarray]:
@@ -112,17 +133,8 @@ def local_error_maps(a: ImageLike, b: ImageLike, window: int = 16, *, signal_flo
     e = luma(pb, mv) - x
     h, w = x.shape
     blk = max(2, window // 2)
-    ones = np.ones_like(x)
-    n = _windows(_block_sums(ones, blk))
-    s1 = _windows(_block_sums(x, blk))
-    s2 = _windows(_block_sums(x * x, blk))
-    se = _windows(_block_sums(e * e, blk))
-    var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)
-    mse = se / n
+    n, var, se, snr = _window_snr(x, e, blk, signal_floor)
     floor2 = signal_floor ** 2
-    with np.errstate(divide="ignore"):
-        snr = 10.0 * np.log10((var + floor2) / np.maximum(mse, 1e-300))
-    snr[mse == 0] = np.inf
     # regressors: gradients at two scales (displacement), a difference of Gaussians (blur)
     g1 = gaussian_blur(x, 0.7)
     g2 = gaussian_blur(x, 2.0)
@@ -149,9 +161,7 @@ def local_error_maps(a: ImageLike, b: ImageLike, window: int = 16, *, signal_flo
     structured[explained <= 0] = np.inf
     # e ≈ −d·∇I for a displacement d: the gradient coefficients estimate −d (both scales together)
     shift = -np.stack([coef[..., 0] + coef[..., 2], coef[..., 1] + coef[..., 3]], axis=-1)
-    ny, nx = snr.shape
-    rows = np.minimum(np.arange(ny) * blk, max(0, h - 1))
-    cols = np.minimum(np.arange(nx) * blk, max(0, w - 1))
+    rows, cols = _origins(snr.shape, blk, h, w)
     return {"snr": snr, "structured_snr": structured, "shift_share": share, "shift_px": shift,
             "rows": rows, "cols": cols}
 
@@ -211,16 +221,7 @@ def fine_error_maps(a: ImageLike, b: ImageLike, window: int = 8, *, signal_floor
     e = luma(pb, mv) - x
     h, w = x.shape
     blk = max(2, window // 2)
-    n = _windows(_block_sums(np.ones_like(x), blk))
-    s1 = _windows(_block_sums(x, blk))
-    var = np.maximum(_windows(_block_sums(x * x, blk)) / n - (s1 / n) ** 2, 0.0)
-    mse = _windows(_block_sums(e * e, blk)) / n
-    with np.errstate(divide="ignore"):
-        snr = 10.0 * np.log10((var + signal_floor ** 2) / np.maximum(mse, 1e-300))
-    snr[mse == 0] = np.inf
-    ae = np.abs(e)
-    vis = _windows(_block_sums((ae >= visible).astype(np.float32), blk)).round().astype(np.int32)
-    ny, nx = snr.shape
-    rows = np.minimum(np.arange(ny) * blk, max(0, h - 1))
-    cols = np.minimum(np.arange(nx) * blk, max(0, w - 1))
+    _, _, _, snr = _window_snr(x, e, blk, signal_floor)
+    vis = _windows(_block_sums((np.abs(e) >= visible).astype(np.float32), blk)).round().astype(np.int32)
+    rows, cols = _origins(snr.shape, blk, h, w)
     return {"snr": snr, "visible": vis, "rows": rows, "cols": cols}
