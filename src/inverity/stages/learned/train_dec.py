@@ -1,0 +1,288 @@
+"""Fine-tune a zoo model's *decoder* on the latents its real encoder produces, and export it as a new zoo entry.
+
+Training with noise or straight-through rounding never shows the synthesis exactly what it decodes: the real
+stream rounds ``y`` around the entropy model's μ (for a context model, the checkerboard's μ at the non-anchors,
+which training of the transforms never saw). This stage of the recipe (Minnen & Singh 2020, arXiv 2007.08739,
+"a final decoder fine-tune on hard-quantised latents") freezes everything the *encoder* runs — g_a, the gains,
+h_a, h_s, the context — computes ŷ exactly as the stream carries it, and trains only what the decoder alone runs
+after the latents: the inverse gains and g_s. Old streams keep decoding with the old model (the header names
+the model and pins its weights), so the result is a new zoo entry whose bitstream is the base model's.
+
+Objectives (``--loss``):
+
+- ``mse``: mean over the batch of log(MSE) — every quality weighs the same in dB, as in a BD-rate;
+- ``perceptual``: ``mse`` plus ``alpha`` × (1 − MS-SSIM) on luma-weighted RGB, for the perceptual variant that
+  the controlled floors (SSIMULACRA2, structure checks) judge.
+
+Steps::
+
+    python -m inverity.stages.learned.train_dec train --data ../shared/datasets/train --base hp-ctx \\
+        --out checkpoints/dec/mse.pt --max-minutes 40 [--loss perceptual --alpha 0.5] [--val ../shared/datasets/validation]
+    python -m inverity.stages.learned.train_dec export checkpoints/dec/mse.pt --name hp-ctx-dec
+
+Training reads pixels only through :func:`inverity.image.load`, checkpoints every few minutes (atomic) and
+resumes from ``--out``; the learning rate follows a cosine over the wall-clock budget.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..._atomic import atomic_write_bytes
+from ...errors import ModelError
+from ...formats import walked_extensions
+from . import zoo
+from .context import anchor_mask, context_params
+from .model import ScaleHyperprior
+
+__all__ = ["DECODER_KEYS", "decoder_state", "exact_latents", "ms_ssim", "train", "main"]
+
+#: state-dict keys a decoder fine-tune changes: what the decoder alone runs after the latents
+DECODER_KEYS = ("g_s.", "log_inv_gain")
+CROP = 256
+
+
+def decoder_state(model: ScaleHyperprior) -> dict[str, torch.Tensor]:
+    """The decoder-only tensors of ``model`` (see :data:`DECODER_KEYS`)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(DECODER_KEYS)}
+
+
+def _read(path: Path) -> np.ndarray:
+    from ...image import load
+
+    a = load(path).pixels
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def _images(data: Path) -> tuple[list[np.ndarray], list[str]]:
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in walked_extensions())
+    out, names = [], []
+    for p in files:
+        a = _read(p)
+        if a.dtype == np.uint8 and min(a.shape[:2]) >= CROP:
+            out.append(a)
+            names.append(p.name)
+    if not out:
+        raise ModelError(f"no 8-bit image of at least {CROP}x{CROP} in {data}")
+    return out, names
+
+
+@torch.no_grad()
+def exact_latents(model: ScaleHyperprior, ctx: Any, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """ŷ for pixels ``x`` (B×3×H×W in [0, 1]) at 0-based qualities ``q``, rounded as the stream rounds it: around
+    h_s's μ, or for a context model around the checkerboard's μ at the non-anchors (the decoder runs g_s(ŷ·g⁻¹))."""
+    gain, _ = model.gains(q)
+    yg = model.g_a(x) * gain
+    hyper = model.h_s(torch.round(model.h_a(yg)))
+    means_h = hyper[:, : model.M]
+    means = means_h
+    if ctx is not None:
+        anchors = torch.from_numpy(anchor_mask(*yg.shape[-2:]))[None, None]
+        s_a = torch.where(anchors, torch.round(yg - means_h), torch.zeros_like(yg))
+        means_c, _ = context_params(ctx, hyper, s_a)
+        means = torch.where(anchors, means_h, means_c)
+    return torch.round(yg - means) + means
+
+
+def _gauss(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.exp(-((torch.arange(size, dtype=torch.float32) - size // 2) ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None].repeat(3, 1, 1, 1)
+
+
+_MS_W = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Differentiable MS-SSIM per sample (Wang et al. 2003; 5 scales, 11×11 Gaussian σ 1.5, data range 1).
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 3, 192, 192)
+    >>> bool(torch.allclose(ms_ssim(x, x), torch.ones(2)))
+    True
+    """
+    k = _gauss().to(a)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    vals = []
+    for i, w in enumerate(_MS_W):
+        mu_a, mu_b = F.conv2d(a, k, groups=3), F.conv2d(b, k, groups=3)
+        saa = F.conv2d(a * a, k, groups=3) - mu_a ** 2
+        sbb = F.conv2d(b * b, k, groups=3) - mu_b ** 2
+        sab = F.conv2d(a * b, k, groups=3) - mu_a * mu_b
+        cs = (2 * sab + c2) / (saa + sbb + c2)
+        if i == len(_MS_W) - 1:
+            lum = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1)
+            vals.append((lum * cs).mean(dim=(1, 2, 3)).clamp_min(1e-6) ** w)
+        else:
+            vals.append(F.relu(cs.mean(dim=(1, 2, 3))).clamp_min(1e-6) ** w)
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    return torch.stack(vals).prod(dim=0)
+
+
+def _crops(images: list[np.ndarray], n: int, gen: np.random.Generator) -> torch.Tensor:
+    out = []
+    for _ in range(n):
+        a = images[int(gen.integers(len(images)))]
+        y0 = int(gen.integers(0, a.shape[0] - CROP + 1))
+        x0 = int(gen.integers(0, a.shape[1] - CROP + 1))
+        c = torch.from_numpy(a[y0:y0 + CROP, x0:x0 + CROP]).permute(2, 0, 1)
+        if gen.random() < 0.5:
+            c = c.transpose(1, 2)
+        if gen.random() < 0.5:
+            c = c.flip(2)
+        if gen.random() < 0.5:
+            c = c.flip(1)
+        out.append(c)
+    return torch.stack(out).float().div(255.0)
+
+
+@torch.no_grad()
+def _evaluate(model: ScaleHyperprior, ctx: Any, val: list[torch.Tensor]) -> list[float]:
+    """Mean PSNR (dB, 8-bit rounded and clipped, as decoded) of the validation crops, per quality."""
+    out = []
+    for q in range(model.num_qualities):
+        ps = []
+        for x in val:
+            qq = torch.full((x.shape[0],), q)
+            xh = model.g_s(exact_latents(model, ctx, x, qq) * model.gains(qq)[1])
+            xh = torch.round(xh.clamp(0, 1) * 255) / 255
+            mse = ((xh - x) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+            ps += (10 * torch.log10(1 / mse)).tolist()
+        out.append(round(float(np.mean(ps)), 3))
+    return out
+
+
+def _loss(x: torch.Tensor, x_hat: torch.Tensor, kind: str, alpha: float) -> tuple[torch.Tensor, dict[str, float]]:
+    mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    loss = torch.log(mse).mean()
+    info = {"psnr": float((10 * torch.log10(1 / mse.detach())).mean())}
+    if kind == "perceptual":
+        ms = ms_ssim(x_hat.clamp(0, 1), x)
+        loss = loss + alpha * (1 - ms).mean() / 0.01  # one MS-SSIM point (0.01) weighs alpha nats of MSE
+        info["ms_ssim"] = float(ms.detach().mean())
+    return loss, info
+
+
+def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", alpha: float = 0.5,
+          max_minutes: float = 40.0, batch: int = 8, lr: float = 5e-5, lr_min: float = 1e-6, warmup: int = 50,
+          seed: int = 0, val: Path | None = None, val_every: int = 500, save_every_s: float = 300.0) -> dict[str, Any]:
+    """Time-bounded Adam on g_s and the inverse gains of zoo model ``base``; resumes from ``out`` if present."""
+    if loss not in ("mse", "perceptual"):
+        raise ModelError(f"unknown decoder fine-tune loss {loss!r} (mse, perceptual)")
+    torch.manual_seed(seed)
+    frozen, info = zoo.load_model(base)
+    ctx = getattr(zoo.load_codec(info.name)[0], "context", None)
+    model = ScaleHyperprior(info.N, info.M, info.lambdas)
+    model.load_state_dict(frozen.state_dict())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for k, p in model.named_parameters() if k.startswith(DECODER_KEYS)]
+    for p in params:
+        p.requires_grad_(True)
+    model.eval()  # no dropout/batchnorm; eval only fixes the rounding path of the frozen parts
+    opt = torch.optim.Adam(params, lr=lr)
+    images, names = _images(data)
+    vgen = np.random.default_rng(12345)
+    val_x = [_crops(_images(val)[0], 4, vgen) for _ in range(3)] if val else []
+    step, elapsed, history = 0, 0.0, []
+    if out.is_file():
+        ck = torch.load(out, map_location="cpu", weights_only=False)
+        if ck["config"]["base_sha256"] != info.sha256 or ck["config"]["loss"] != loss:
+            raise ModelError(f"{out} was trained from other weights or another loss; choose another --out")
+        model.load_state_dict({**model.state_dict(), **ck["decoder"]})
+        opt.load_state_dict(ck["opt"])
+        step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
+    elif val_x:
+        history.append({"step": 0, "val_psnr": _evaluate(model, ctx, val_x)})
+        print(json.dumps(history[-1]), flush=True)
+    gen = np.random.default_rng(seed + step)
+    budget = max_minutes * 60.0
+    t_start, last_save = time.time() - elapsed, time.time()
+    config = {"base": info.name, "base_version": info.version, "base_sha256": info.sha256, "loss": loss,
+              "alpha": alpha if loss == "perceptual" else None, "batch": batch, "crop": CROP, "lr": lr,
+              "lr_min": lr_min, "warmup": warmup, "seed": seed, "max_minutes": max_minutes,
+              "train_dir": data.name, "train_images": len(names),
+              "train_list_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+              "val_dir": val.name if val else None}
+
+    def save() -> None:
+        buf = io.BytesIO()
+        torch.save({"decoder": decoder_state(model), "opt": opt.state_dict(), "step": step,
+                    "elapsed_s": time.time() - t_start, "history": history, "config": config}, buf)
+        atomic_write_bytes(out, buf.getvalue())
+
+    run: dict[str, float] = {}
+    while time.time() - t_start < budget:
+        frac = min(1.0, (time.time() - t_start) / budget)
+        cur = lr * (step + 1) / warmup if step < warmup else lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * frac))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        x = _crops(images, batch, gen)
+        q = torch.from_numpy(gen.integers(0, model.num_qualities, batch))
+        y_hat = exact_latents(model, ctx, x, q)
+        x_hat = model.g_s(y_hat * model.gains(q)[1])
+        objective, parts = _loss(x, x_hat, loss, alpha)
+        opt.zero_grad()
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        for k, v in parts.items():
+            run[k] = v if k not in run else 0.98 * run[k] + 0.02 * v
+        if step % 50 == 0:
+            history.append({"step": step, "t_s": round(time.time() - t_start), "lr": cur,
+                            **{k + "_ema": round(v, 4) for k, v in run.items()}})
+            print(json.dumps(history[-1]), flush=True)
+        if val_x and step % val_every == 0:
+            history.append({"step": step, "val_psnr": _evaluate(model, ctx, val_x)})
+            print(json.dumps(history[-1]), flush=True)
+        if time.time() - last_save > save_every_s:
+            save()
+            last_save = time.time()
+    if val_x:
+        history.append({"step": step, "val_psnr": _evaluate(model, ctx, val_x)})
+        print(json.dumps(history[-1]), flush=True)
+    save()
+    return {"step": step, "history": history}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m inverity.stages.learned.train_dec", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--base", default=None)
+    t.add_argument("--loss", default="mse", choices=("mse", "perceptual"))
+    t.add_argument("--alpha", type=float, default=0.5)
+    t.add_argument("--max-minutes", type=float, default=40.0)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--val", type=Path, default=None)
+    t.add_argument("--val-every", type=int, default=500)
+    t.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    if a.cmd == "train":
+        torch.set_num_threads(a.threads)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        res = train(a.data, a.out, base=a.base, loss=a.loss, alpha=a.alpha, max_minutes=a.max_minutes,
+                    batch=a.batch, lr=a.lr, val=a.val, val_every=a.val_every)
+        print(f"trained {res['step']} steps -> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
