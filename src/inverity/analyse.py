@@ -214,15 +214,21 @@ class Profile:
 
             minfo = zoo.model_info(self.ood_model)
             installed = minfo.sha256
+            # a decoder fine-tune shares its base's encoder and training set: judge with the base's evidence
+            seen = {minfo.name}
+            while (minfo.delta_of and minfo.delta_of not in seen
+                   and spec.get("weights_sha256") not in (minfo.sha256, minfo.transforms_sha256)):
+                minfo = zoo.model_info(minfo.delta_of)
+                seen.add(minfo.name)
             # a context model (hp-ctx) runs its base's frozen transforms: the base's statistics are its own
-            if spec.get("weights_sha256") not in (installed, minfo.transforms_sha256):
+            if spec.get("weights_sha256") not in (minfo.sha256, minfo.transforms_sha256):
                 self.in_distribution = None
                 self.reasons.append(
                     f"OOD model statistics were fitted for weights {str(spec.get('weights_sha256'))[:12]}…, "
                     f"installed {self.ood_model} has {installed[:12]}…: in_distribution unknown "
                     f"(refit: python scripts/fit_ood.py --model {self.ood_model})")
                 return None
-            ev, energy = evidence.model_evidence(src, self.ood_model, float(spec["lambda"]))
+            ev, energy = evidence.model_evidence(src, minfo.name, float(spec["lambda"]))
         except Exception as exc:  # noqa: BLE001 - no torch, no weights: the model cannot vouch, so unknown
             self.in_distribution = None
             self.reasons.append(f"model evidence unavailable ({type(exc).__name__}: {exc}): in_distribution unknown")

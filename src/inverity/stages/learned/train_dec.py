@@ -30,7 +30,9 @@ import hashlib
 import io
 import json
 import math
+import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +40,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..._atomic import atomic_write_bytes
+from ..._atomic import atomic_write_bytes, atomic_write_text
 from ...errors import ModelError
 from ...formats import walked_extensions
 from . import zoo
 from .context import anchor_mask, context_params
 from .model import ScaleHyperprior
 
-__all__ = ["DECODER_KEYS", "decoder_state", "exact_latents", "ms_ssim", "train", "main"]
+__all__ = ["DECODER_KEYS", "decoder_state", "exact_latents", "ms_ssim", "train", "export_delta", "main"]
 
 #: state-dict keys a decoder fine-tune changes: what the decoder alone runs after the latents
 DECODER_KEYS = ("g_s.", "log_inv_gain")
@@ -138,7 +140,7 @@ def _crops(images: list[np.ndarray], n: int, gen: np.random.Generator) -> torch.
         a = images[int(gen.integers(len(images)))]
         y0 = int(gen.integers(0, a.shape[0] - CROP + 1))
         x0 = int(gen.integers(0, a.shape[1] - CROP + 1))
-        c = torch.from_numpy(a[y0:y0 + CROP, x0:x0 + CROP]).permute(2, 0, 1)
+        c = torch.from_numpy(np.array(a[y0:y0 + CROP, x0:x0 + CROP])).permute(2, 0, 1)
         if gen.random() < 0.5:
             c = c.transpose(1, 2)
         if gen.random() < 0.5:
@@ -259,6 +261,76 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
     return {"step": step, "history": history}
 
 
+def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | os.PathLike[str] | None = None,
+                 make_default: bool = False, note: str | None = None, repeats: int = 3,
+                 timing_shape: tuple[int, int] = (512, 768)) -> zoo.ModelInfo:
+    """Write ``<name>.pt`` (only the fine-tuned decoder tensors + the base's sha256) and its registry entry
+    (``delta_of`` = the base); returns its ModelInfo. The base must be the installed weights it was trained on."""
+    from .export import synthetic_image
+    from .train_ctx import side_by_side_speed
+
+    ck = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    d = zoo.weights_dir(wdir)
+    binfo = zoo.model_info(cfg["base"], d)
+    if binfo.sha256 != cfg["base_sha256"]:
+        raise ModelError(f"{checkpoint} was trained on other {binfo.name} weights than the installed ones")
+    if binfo.delta_of:
+        raise ModelError(f"{binfo.name} is itself a delta model; fine-tune from its base {binfo.delta_of}")
+    arch = {"N": binfo.N, "M": binfo.M, "lambdas": list(binfo.lambdas),
+            **({"context": binfo.context} if binfo.context else {})}
+    state = {k: v.detach().float().contiguous() for k, v in ck["decoder"].items()}
+    buf = io.BytesIO()
+    torch.save({"format": zoo.WEIGHTS_FORMAT, "architecture": arch, "state_dict": state,
+                "delta_of": {"name": binfo.name, "version": binfo.version, "sha256": binfo.sha256}}, buf)
+    fname = f"{name}.pt"
+    atomic_write_bytes(d / fname, buf.getvalue())
+    os.chmod(d / fname, 0o644)
+    sha = zoo.sha256_file(d / fname)
+    reg = zoo.read_registry(d)
+    old = reg["models"].get(name)
+    ver = 1 if old is None else int(old["version"]) + (0 if old.get("sha256") == sha else 1)
+    base_entry = reg["models"][binfo.name]
+    reg["models"][name] = {
+        "version": ver, "file": fname, "sha256": sha, "bytes": len(buf.getvalue()), "architecture": arch,
+        "delta_of": binfo.name, "qualities": len(binfo.lambdas),
+        "decode_ms_per_mp": binfo.decode_ms_per_mp, "encode_ms_per_mp": binfo.encode_ms_per_mp,
+        "ood_stats": base_entry.get("ood_stats") or f"{binfo.name}.ood.json",
+        "provenance": {
+            "paper": "decoder fine-tune on hard-quantised latents (Minnen & Singh 2020, arXiv 2007.08739) of "
+                     f"the frozen {binfo.name}" + (" with an MSE + MS-SSIM objective (Wang et al. 2003)"
+                                                   if cfg["loss"] == "perceptual" else ""),
+            "base": {"name": binfo.name, "version": binfo.version, "sha256": binfo.sha256},
+            "objective": cfg["loss"], "alpha": cfg.get("alpha"), "tensors": sorted(state),
+            "steps": ck["step"], "train_seconds": round(float(ck["elapsed_s"])),
+            "train_dir": cfg["train_dir"], "train_images": cfg["train_images"],
+            "train_list_sha256": cfg["train_list_sha256"],
+            "training": {k: cfg.get(k) for k in ("batch", "crop", "lr", "lr_min", "warmup", "seed", "val_dir")},
+            "validation_psnr_per_quality": {"first": next((h["val_psnr"] for h in ck["history"] if "val_psnr" in h),
+                                                          None),
+                                            "last": next((h["val_psnr"] for h in reversed(ck["history"])
+                                                          if "val_psnr" in h), None)},
+            "note": note, "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "software": {"torch": torch.__version__},
+        },
+    }
+    if make_default:
+        reg["default"] = name
+    atomic_write_text(d / zoo.REGISTRY, json.dumps(reg, indent=2) + "\n")
+    os.chmod(d / zoo.REGISTRY, 0o644)
+    zoo.clear_cache()
+    codec = zoo.load_codec(name, d)[0]
+    speed = side_by_side_speed(codec, zoo.load_codec(binfo.name, d)[0], binfo, synthetic_image(*timing_shape), repeats)
+    reg = zoo.read_registry(d)
+    reg["models"][name].update({"decode_ms_per_mp": speed["decode_ms_per_mp"],
+                                "encode_ms_per_mp": speed["encode_ms_per_mp"], "timing": speed})
+    atomic_write_text(d / zoo.REGISTRY, json.dumps(reg, indent=2) + "\n")
+    zoo.clear_cache()
+    print(f"exported {checkpoint} (step {ck['step']}, {cfg['loss']}) as {name} v{ver} = {binfo.name} + "
+          f"{len(state)} decoder tensors ({len(buf.getvalue())} bytes, sha256 {sha[:16]}…)")
+    return zoo.model_info(name, d)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m inverity.stages.learned.train_dec", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -274,7 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--val", type=Path, default=None)
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--threads", type=int, default=1)
+    e = sub.add_parser("export")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--name", required=True)
+    e.add_argument("--default", action="store_true")
+    e.add_argument("--note", default=None)
     a = p.parse_args(argv)
+    if a.cmd == "export":
+        export_delta(a.checkpoint, a.name, make_default=a.default, note=a.note)
     if a.cmd == "train":
         torch.set_num_threads(a.threads)
         a.out.parent.mkdir(parents=True, exist_ok=True)

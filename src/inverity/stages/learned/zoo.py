@@ -4,7 +4,9 @@ Everything lives in one folder (``weights/`` next to this file, or ``$INVERITY_W
 ``weights_dir`` argument — tests point it at a temporary copy)::
 
     weights/registry.json        name -> version, file, sha256, architecture, qualities, timings, provenance
-    weights/<name>.pt            torch.save of {"format", "architecture", "state_dict", "z_tables"}
+    weights/<name>.pt            torch.save of {"format", "architecture", "state_dict", "z_tables"}, or, for a
+                                 decoder fine-tune (registry key ``delta_of``), of {"format", "architecture",
+                                 "state_dict" (only the tensors it changes), "delta_of": {name, version, sha256}}
     weights/<name>.ood.json      training-set statistics for the OOD gate (written by the analyse helper)
 
 ``registry.json`` is the source of truth for what a model *is*: a ``.inv`` stream names the model and its
@@ -12,6 +14,12 @@ version, and the decoder refuses a stream whose weights digest differs from the 
 file is loaded with ``torch.load(weights_only=True)`` (tensors and plain containers only, no pickled code).
 A new export of the same name bumps the version (``export.py``), so streams of the old weights are refused
 by version, legibly, instead of decoding into garbage.
+
+A *delta* model (``"delta_of": "<base>"`` in its registry entry) decodes its base's bitstream with other
+decoder weights (``train_dec.py``: g_s and the inverse gains fine-tuned on the real latents). Its file holds
+only the changed tensors and the base's sha256; loading it loads the base first (checked against its own
+sha256), refuses a delta built on other base weights, and overlays the tensors. Both digests are thereby
+pinned: the delta's own in the stream header, the base's inside the delta's file.
 
 The registry is read without importing torch, so listing models (``inverity codecs``) stays cheap.
 
@@ -51,8 +59,8 @@ WEIGHTS_FORMAT = "inverity-learned-weights/1"
 REGISTRY = "registry.json"
 
 _PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
-_CACHE: dict[tuple[str, str], tuple[tuple[int, int, int], Any, Any]] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, str], tuple[tuple[tuple[int, int, int], ...], Any, Any]] = {}
+_CACHE_LOCK = threading.RLock()  # re-entrant: loading a delta model loads its base under the same lock
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class ModelInfo:
     ood_stats: Path | None = None
     #: spatial context model on top of the hyperprior (``"checkerboard"``, :mod:`.context`) or ``None``
     context: str | None = None
+    #: for a decoder fine-tune: the model whose bitstream (encoder, entropy model) it shares, else ``None``
+    delta_of: str | None = None
 
     @property
     def qualities(self) -> tuple[int, ...]:
@@ -90,6 +100,7 @@ class ModelInfo:
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "path": str(self.path),
                 "architecture": {"N": self.N, "M": self.M, "lambdas": list(self.lambdas),
                                  **({"context": self.context} if self.context else {})},
+                **({"delta_of": self.delta_of} if self.delta_of else {}),
                 "qualities": list(self.qualities), "decode_ms_per_mp": self.decode_ms_per_mp,
                 "encode_ms_per_mp": self.encode_ms_per_mp, "provenance": self.provenance,
                 "ood_stats": str(self.ood_stats) if self.ood_stats else None}
@@ -126,7 +137,7 @@ def _info(name: str, entry: dict[str, Any], wdir: Path) -> ModelInfo:
                          lambdas=tuple(float(v) for v in arch["lambdas"]),
                          decode_ms_per_mp=entry.get("decode_ms_per_mp"), encode_ms_per_mp=entry.get("encode_ms_per_mp"),
                          provenance=dict(entry.get("provenance") or {}), ood_stats=wdir / ood,
-                         context=arch.get("context"))
+                         context=arch.get("context"), delta_of=entry.get("delta_of") or None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"learned model registry entry {name!r} is malformed: missing or bad {exc}") from None
 
@@ -175,6 +186,59 @@ def _stat_key(path: Path) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
+    """A decoder fine-tune: its base (sha256-checked on its own), with this file's tensors overlaid."""
+    import torch
+
+    from .context import CheckerboardCodec
+    from .entropy import LatentCodec
+    from .model import ScaleHyperprior
+
+    assert info.delta_of is not None
+    if model_info(info.delta_of, info.path.parent).delta_of:  # one level only: no chains, no cycles
+        raise ModelError(f"weights for model {info.name}: its base {info.delta_of} is itself a delta model")
+    base_model, base_codec, binfo = _load_checked(info.delta_of, info.path.parent)
+    try:
+        blob = torch.load(info.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing fault
+        raise ModelError(f"weights for model {info.name}: cannot read {info.path.name}: {exc}") from None
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
+    pinned = str((blob.get("delta_of") or {}).get("sha256", "")).lower()
+    if pinned != binfo.sha256:
+        raise ModelError(f"weights for model {info.name}: built on {info.delta_of} weights {pinned[:12] or '?'}…, "
+                         f"installed {info.delta_of} has {binfo.sha256[:12]}…; re-export it from the installed base")
+    if (binfo.N, binfo.M, binfo.lambdas, binfo.context) != (info.N, info.M, info.lambdas, info.context):
+        raise ModelError(f"weights for model {info.name}: architecture differs from its base {info.delta_of}")
+    state = dict(base_model.state_dict())
+    delta = blob.get("state_dict")
+    if not isinstance(delta, dict) or not delta or set(delta) - set(state):
+        extra = sorted(set(delta or {}) - set(state))[:2] if isinstance(delta, dict) else "not a table"
+        raise ModelError(f"weights for model {info.name}: incompatible delta tensors ({extra or 'none'})")
+    state.update(delta)
+    model = ScaleHyperprior(info.N, info.M, info.lambdas)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"weights for model {info.name}: incompatible with its base: "
+                         f"{str(exc).strip().splitlines()[0]}") from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if isinstance(base_codec, CheckerboardCodec):
+        return model, CheckerboardCodec(model, base_codec.tables, base_codec.context)
+    return model, LatentCodec(model, base_codec.tables)
+
+
+def _stat_chain(info: ModelInfo) -> tuple[tuple[int, int, int], ...]:
+    """File identity of a model's weights and, for a delta, of its base's (a changed base invalidates both)."""
+    key = (_stat_key(info.path),)
+    if info.delta_of:
+        base = model_info(info.delta_of, info.path.parent).path
+        key += (_stat_key(base),) if base.is_file() else ()
+    return key
+
+
 def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     import torch
 
@@ -182,6 +246,8 @@ def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     from .entropy import LatentCodec, ZTables
     from .model import ScaleHyperprior
 
+    if info.delta_of:
+        return _load_delta(info)
     try:
         blob = torch.load(info.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing fault
@@ -226,7 +292,7 @@ def _load_checked(name: str | None, wdir: str | os.PathLike[str] | None) -> tupl
         raise ModelError(f"weights for model {info.name}: file {path} is missing")
     key = (str(path.resolve()), info.sha256)
     with _CACHE_LOCK:
-        stat = _stat_key(path)
+        stat = _stat_chain(info)
         hit = _CACHE.get(key)
         if hit is not None and hit[0] == stat:  # same file, untouched since it was hashed
             return hit[1], hit[2], info
