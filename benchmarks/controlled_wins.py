@@ -101,7 +101,8 @@ def learned_outcome(record: dict[str, Any]) -> dict[str, Any]:
     mine = [a for a in record.get("attempts") or [] if a.get("stage") == "learned"]
     out: dict[str, Any] = {"status": "skipped", "bytes": None, "quality": None, "best_ssimulacra2": None,
                            "screen": False, "failed_checks": [], "tried": [a.get("quality") for a in mine],
-                           "why": ""}
+                           "why": "", "model": next((a["options"]["model"] for a in mine
+                                                    if "model" in (a.get("options") or {})), None)}
     if not mine:
         out["why"] = _skipped_by_router(record.get("profile") or {}, record.get("reasons") or [])
         return out
