@@ -124,7 +124,8 @@ def learned_outcome(record: dict[str, Any]) -> dict[str, Any]:
                    failed_checks=list(top.get("failures") or []))
         first = str((top.get("reasons") or ["failed"])[0])
         fails = ", ".join(out["failed_checks"]) or first
-        out["why"] = f"q={top.get('quality')} (highest verified) fails {fails}"
+        size = f"{top['bytes']:,} B, " if top.get("bytes") else ""
+        out["why"] = f"q={top.get('quality')} ({size}highest verified) fails {fails}"
         if larger:
             q = ", ".join(str(a.get("quality")) for a in larger)
             out["why"] += f"; q={q} not verified: already larger than the best passing output"

@@ -1,5 +1,5 @@
-"""``benchmarks/controlled_wins.py``: the real pipeline under ``controlled`` on two small photos in two folders, and the reading
-of a decision record's learned attempts (every outcome, on hand-written records)."""
+"""``benchmarks/controlled_wins.py``: the real pipeline under ``controlled`` on two small photos in two folders,
+and the reading of a decision record's learned attempts (every outcome, on hand-written records)."""
 from __future__ import annotations
 
 import json
@@ -111,7 +111,8 @@ def test_learned_outcome_reads_every_case() -> None:
         _att("avif", 75, 52000, True, ["ssimulacra2 82.5 >= 70"])]}
     o = learned_outcome(failed)
     assert (o["status"], o["bytes"], o["best_ssimulacra2"], o["screen"]) == ("failed", None, 50.2, True)
-    assert o["failed_checks"] == ["ssimulacra2"] and o["why"].startswith("q=7 (highest verified) fails ssimulacra2")
+    assert o["failed_checks"] == ["ssimulacra2"]
+    assert o["why"].startswith("q=7 (27,000 B, highest verified) fails ssimulacra2")
     assert classical_best(failed) == {"stage": "avif", "quality": 72, "bytes": 49000}
 
     larger = {"stage": "avif", "bytes": 10000, "profile": PROFILE, "attempts": [
