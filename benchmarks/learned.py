@@ -19,7 +19,9 @@ RGB and MS-SSIM (``inverity.metrics.ms_ssim``, on luma) — each averaged over t
 as CompressAI reports Kodak. BD-rate is Bjøntegaard's (VCEG-M33: cubic fit of log-rate over PSNR, integrated
 over the overlapping PSNR range; ``inverity.bench.bdrate``); negative = the learned stage needs fewer bits.
 A pair of curves that do not overlap in PSNR has no BD-rate ("n/a"). SSIMULACRA 2 (``inverity.metrics``) is
-averaged per quality setting too. Several zoo models (``--model hp-gain,hp-high``) are measured side by side,
+averaged per quality setting too, and gets its own BD-rate column (the same fit over SSIMULACRA2 scores: the
+metric the controlled floors hold). A last table sets each model against issue #15's targets (BD-rate vs WebP
+and AVIF, top rate, SSIMULACRA2 at the top quality): met, or the measured shortfall. Several zoo models (``--model hp-gain,hp-high``) are measured side by side,
 each against every anchor. ``--reuse EARLIER.json`` takes the curves an earlier run of the same images already
 measured (every codec here is deterministic, so sizes and qualities repeat; only the times would differ) and
 measures only the rest — how a model trained later joins a table measured earlier.
@@ -98,6 +100,10 @@ def measure(config: dict[str, Any], images: list[tuple[str, np.ndarray]]) -> dic
     return {"config": config, **mean, "ms_ssim_db": msssim_db(mean["ms_ssim"]), "images": rows}
 
 
+#: the quality axes of the BD-rates: PSNR, MS-SSIM in dB, and SSIMULACRA2 (what the controlled floors measure)
+BD_METRICS = ("psnr", "ms_ssim_db", "ssimulacra2")
+
+
 def _bd(anchor: list[dict[str, Any]], test: list[dict[str, Any]], metric: str, rate: str = "bpp") -> float | None:
     try:
         return bd_rate([p[rate] for p in anchor], [p[metric] for p in anchor],
@@ -126,13 +132,11 @@ def run(data: Path, limit: int | None, models: list[str | None], anchors: list[s
                                        for q in info.qualities]
     for codec in anchors:
         curves[codec] = old.get(codec) or [measure({"id": codec, "quality": q}, images) for q in GRIDS[codec]]
-    bd = {info.name: {codec: {"psnr": _bd(curves[codec], curves[f"learned:{info.name}"], "psnr"),
-                              "ms_ssim_db": _bd(curves[codec], curves[f"learned:{info.name}"], "ms_ssim_db")}
+    bd = {info.name: {codec: {m: _bd(curves[codec], curves[f"learned:{info.name}"], m) for m in BD_METRICS}
                       for codec in anchors} for info in infos}
     first = f"learned:{infos[0].name}"   # the first model against each other one, same images, same run
-    between = {f"{infos[0].name} vs {i.name}": {"psnr": _bd(curves[f"learned:{i.name}"], curves[first], "psnr"),
-                                                 "ms_ssim_db": _bd(curves[f"learned:{i.name}"], curves[first],
-                                                                   "ms_ssim_db")} for i in infos[1:]}
+    between = {f"{infos[0].name} vs {i.name}": {m: _bd(curves[f"learned:{i.name}"], curves[first], m)
+                                                 for m in BD_METRICS} for i in infos[1:]}
     return {"data": str(data), "images": [n for n, _ in images], "models": [i.to_dict() for i in infos],
             "curves": curves, "bd_rate_learned_vs": bd, "bd_rate_between_models": between}
 
@@ -215,13 +219,34 @@ def render(res: dict[str, Any]) -> str:
             lines.append(f"| {codec} | {p['config']['quality']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
                          f"{p['ms_ssim']:.4f} | {s2} | {p['enc_s']:.3f} | {p['dec_s']:.3f} |")
     lines += ["", "BD-rate of the learned stage (negative = fewer bits at equal quality; over the overlapping range):",
-              "", "| model | anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|---|"]
-    for model, per in res["bd_rate_learned_vs"].items():
-        for codec, bd in per.items():
-            lines.append(f"| {model} | {codec} | {_fmt(bd['psnr'], pct=True)} | {_fmt(bd['ms_ssim_db'], pct=True)} |")
-    for pair, bd in res.get("bd_rate_between_models", {}).items():
-        lines.append(f"| {pair.split(' vs ')[0]} | {pair.split(' vs ')[1]} | {_fmt(bd['psnr'], pct=True)} | "
-                     f"{_fmt(bd['ms_ssim_db'], pct=True)} |")
+              "", "| model | anchor | BD-rate (PSNR) | BD-rate (MS-SSIM dB) | BD-rate (SSIMULACRA2) |",
+              "|---|---|---|---|---|"]
+    rows = [(model, codec, bd) for model, per in res["bd_rate_learned_vs"].items() for codec, bd in per.items()]
+    rows += [(*pair.split(" vs "), bd) for pair, bd in res.get("bd_rate_between_models", {}).items()]
+    for model, codec, bd in rows:
+        lines.append(f"| {model} | {codec} | " + " | ".join(_fmt(bd.get(m), pct=True) for m in BD_METRICS) + " |")
+    return "\n".join(lines)
+
+
+#: issue #15's targets, Kodak, whole files: (label, how to read it from a run, the bound, "<=" or ">=")
+TARGETS = (("BD-rate (PSNR) vs WebP", lambda bd, top: bd.get("webp", {}).get("psnr"), -15.0, "<="),
+           ("BD-rate (PSNR) vs AVIF", lambda bd, top: bd.get("avif", {}).get("psnr"), 10.0, "<="),
+           ("top rate, bpp", lambda bd, top: top["bpp"], 2.0, ">="),
+           ("SSIMULACRA2 at the top quality", lambda bd, top: top.get("ssimulacra2"), 80.0, ">="))
+
+
+def render_targets(res: dict[str, Any]) -> str:
+    """One table per learned model: each target of issue #15, the measured value, met or the shortfall."""
+    lines = ["", "Targets (issue #15; Kodak, whole files):", "",
+             "| model | target | bound | measured | |", "|---|---|---|---|---|"]
+    for name, bd in res["bd_rate_learned_vs"].items():
+        top = res["curves"][f"learned:{name}"][-1]
+        for label, get, bound, op in TARGETS:
+            v = get(bd, top)
+            ok = v is not None and (v <= bound if op == "<=" else v >= bound)
+            unit = "%" if "BD-rate" in label else ""
+            shown = "n/a" if v is None else f"{v:+.1f}{unit}" if unit else f"{v:.2f}"
+            lines.append(f"| {name} | {label} | {op} {bound:g}{unit} | {shown} | {'met' if ok else 'missed'} |")
     return "\n".join(lines)
 
 
@@ -260,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.compare:
         models.append(a.compare)
     res = run(a.data, a.limit, models, anchors, json.loads(a.reuse.read_text()) if a.reuse else None)
-    print(render(res))
+    print(render(res) + "\n" + render_targets(res))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
     return 0

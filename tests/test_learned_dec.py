@@ -58,7 +58,7 @@ def test_exact_latents_are_what_the_stream_carries() -> None:
     model, _ = zoo.load_model(BASE)
     px = np.ascontiguousarray(skdata.astronaut()[64:192, 128:256])
     x = torch.from_numpy(px).permute(2, 0, 1)[None].float().div(255)
-    for q in (0, 6):
+    for q in (1, 6):
         got = train_dec.exact_latents(model, codec.context, x, torch.tensor([q]))
         ref = codec.decode_latents(codec.encode(px, q), 128, 128)
         assert got.shape == ref.shape
@@ -162,3 +162,31 @@ def test_ood_gate_judges_a_delta_default_with_its_base_evidence(trained: Path, z
     got.learned_gate()
     assert got.ood_gate == "spectral+model" and got.in_distribution is not None
     assert got.ood_score == pytest.approx(ref.ood_score) and got.in_distribution == ref.in_distribution
+
+
+def test_a_widened_decoder_starts_as_its_base_and_ships_as_a_delta(tmp_path: Path, zdir: Path) -> None:
+    """``--Ns``: the synthesis widened function-preservingly (step 0 decodes like the base), trained, exported
+    with its width in the registry, and decoding the base's bitstream under its own name."""
+    from inverity.stages.learned.model import ScaleHyperprior
+    from inverity.stages.learned.widen import widen_synthesis
+
+    base_model, _ = zoo.load_model(BASE)
+    wide = ScaleHyperprior(base_model.N, base_model.M, base_model.lambdas, Ns=72).eval()
+    wide.load_state_dict(widen_synthesis(base_model.state_dict(), 72))
+    y = torch.randn(1, base_model.M, 4, 6)
+    with torch.no_grad():
+        assert torch.allclose(wide.g_s(y), base_model.g_s(y), atol=1e-5)
+    data = tmp_path / "train"
+    data.mkdir()
+    save(Image(np.ascontiguousarray(skdata.astronaut())), data / "astronaut.png")
+    ck = tmp_path / "wide.pt"
+    train_dec.train(data, ck, base=BASE, Ns=72, max_minutes=0.03, batch=1, lr=2e-3, warmup=1)
+    info = train_dec.export_delta(ck, "hp-ctx-w", wdir=zdir, repeats=1, timing_shape=(64, 64))
+    assert info.Ns == 72 and info.delta_of == BASE
+    assert json.loads((zdir / zoo.REGISTRY).read_text())["models"]["hp-ctx-w"]["architecture"]["Ns"] == 72
+    img = Image(np.ascontiguousarray(skdata.astronaut()[200:264, 200:296]))
+    enc, recon = get_stage("learned", quality=5, model="hp-ctx-w").encode_with_reconstruction(img)
+    assert unpack(enc)[1] == unpack(get_stage("learned", quality=5, model=BASE).encode(img))[1]
+    assert np.array_equal(get_stage("learned").decode(enc).pixels, recon.pixels)
+    with pytest.raises(ModelError, match="another width"):
+        train_dec.train(data, ck, base=BASE, Ns=None, max_minutes=0.01)

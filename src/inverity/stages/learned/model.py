@@ -142,20 +142,24 @@ class ScaleHyperprior(nn.Module):
     ----------
     N, M:
         channels of the transforms and of the latent ``y``; ``z`` has ``N`` channels.
+    Ns:
+        hidden channels of the synthesis g_s (default ``N``): a wider decoder for the same bitstream
+        (:func:`~inverity.stages.learned.widen.widen_synthesis`, :mod:`~inverity.stages.learned.train_dec`).
     lambdas:
         the rate-distortion trade-off per quality index (0-based internally, 1-based in the CLI).
     """
 
-    def __init__(self, N: int = 64, M: int = 96, lambdas: tuple[float, ...] = LAMBDAS) -> None:
+    def __init__(self, N: int = 64, M: int = 96, lambdas: tuple[float, ...] = LAMBDAS, Ns: int | None = None) -> None:
         super().__init__()
-        self.N, self.M = N, M
+        self.N, self.M, self.Ns = N, M, Ns or N
+        S = self.Ns
         self.lambdas = tuple(lambdas)
         self.g_a = nn.Sequential(
             _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
         )
         self.g_s = nn.Sequential(
-            _deconv(M, N), GDN(N, True), _deconv(N, N), GDN(N, True), _deconv(N, N), GDN(N, True),
-            _deconv(N, 3),
+            _deconv(M, S), GDN(S, True), _deconv(S, S), GDN(S, True), _deconv(S, S), GDN(S, True),
+            _deconv(S, 3),
         )
         self.h_a = nn.Sequential(
             _conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), _conv(N, N), nn.LeakyReLU(inplace=True), _conv(N, N)

@@ -179,16 +179,26 @@ def _loss(x: torch.Tensor, x_hat: torch.Tensor, kind: str, alpha: float) -> tupl
 
 
 def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", alpha: float = 0.5,
+          Ns: int | None = None,
           max_minutes: float = 40.0, batch: int = 8, lr: float = 5e-5, lr_min: float = 1e-6, warmup: int = 50,
           seed: int = 0, val: Path | None = None, val_every: int = 500, save_every_s: float = 300.0) -> dict[str, Any]:
-    """Time-bounded Adam on g_s and the inverse gains of zoo model ``base``; resumes from ``out`` if present."""
+    """Time-bounded Adam on g_s and the inverse gains of zoo model ``base``; resumes from ``out`` if present.
+
+    ``Ns`` widens the synthesis to that many hidden channels first (:func:`.widen.widen_synthesis`: the same
+    function at step 0), for a wider decoder of the same bitstream."""
     if loss not in ("mse", "perceptual"):
         raise ModelError(f"unknown decoder fine-tune loss {loss!r} (mse, perceptual)")
     torch.manual_seed(seed)
     frozen, info = zoo.load_model(base)
     ctx = getattr(zoo.load_codec(info.name)[0], "context", None)
-    model = ScaleHyperprior(info.N, info.M, info.lambdas)
-    model.load_state_dict(frozen.state_dict())
+    Ns = Ns if Ns and Ns != info.N else None
+    model = ScaleHyperprior(info.N, info.M, info.lambdas, Ns)
+    if Ns:
+        from .widen import widen_synthesis
+
+        model.load_state_dict(widen_synthesis(frozen.state_dict(), Ns, seed=seed))
+    else:
+        model.load_state_dict(frozen.state_dict())
     for p in model.parameters():
         p.requires_grad_(False)
     params = [p for k, p in model.named_parameters() if k.startswith(DECODER_KEYS)]
@@ -202,8 +212,10 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
     step, elapsed, history = 0, 0.0, []
     if out.is_file():
         ck = torch.load(out, map_location="cpu", weights_only=False)
-        if ck["config"]["base_sha256"] != info.sha256 or ck["config"]["loss"] != loss:
-            raise ModelError(f"{out} was trained from other weights or another loss; choose another --out")
+        if (ck["config"]["base_sha256"] != info.sha256 or ck["config"]["loss"] != loss
+                or ck["config"].get("Ns") != Ns):
+            raise ModelError(f"{out} was trained from other weights, another loss or another width; choose another "
+                             "--out")
         model.load_state_dict({**model.state_dict(), **ck["decoder"]})
         opt.load_state_dict(ck["opt"])
         step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
@@ -213,7 +225,7 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
     gen = np.random.default_rng(seed + step)
     budget = max_minutes * 60.0
     t_start, last_save = time.time() - elapsed, time.time()
-    config = {"base": info.name, "base_version": info.version, "base_sha256": info.sha256, "loss": loss,
+    config = {"base": info.name, "base_version": info.version, "base_sha256": info.sha256, "loss": loss, "Ns": Ns,
               "alpha": alpha if loss == "perceptual" else None, "batch": batch, "crop": CROP, "lr": lr,
               "lr_min": lr_min, "warmup": warmup, "seed": seed, "max_minutes": max_minutes,
               "train_dir": data.name, "train_images": len(names),
@@ -278,7 +290,7 @@ def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | o
     if binfo.delta_of:
         raise ModelError(f"{binfo.name} is itself a delta model; fine-tune from its base {binfo.delta_of}")
     arch = {"N": binfo.N, "M": binfo.M, "lambdas": list(binfo.lambdas),
-            **({"context": binfo.context} if binfo.context else {})}
+            **({"context": binfo.context} if binfo.context else {}), **({"Ns": cfg["Ns"]} if cfg.get("Ns") else {})}
     state = {k: v.detach().float().contiguous() for k, v in ck["decoder"].items()}
     buf = io.BytesIO()
     torch.save({"format": zoo.WEIGHTS_FORMAT, "architecture": arch, "state_dict": state,
@@ -302,6 +314,7 @@ def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | o
                                                    if cfg["loss"] == "perceptual" else ""),
             "base": {"name": binfo.name, "version": binfo.version, "sha256": binfo.sha256},
             "objective": cfg["loss"], "alpha": cfg.get("alpha"), "tensors": sorted(state),
+            "synthesis_width": cfg.get("Ns") or binfo.N,
             "steps": ck["step"], "train_seconds": round(float(ck["elapsed_s"])),
             "train_dir": cfg["train_dir"], "train_images": cfg["train_images"],
             "train_list_sha256": cfg["train_list_sha256"],
@@ -340,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--base", default=None)
     t.add_argument("--loss", default="mse", choices=("mse", "perceptual"))
     t.add_argument("--alpha", type=float, default=0.5)
+    t.add_argument("--Ns", type=int, default=None, help="widen the synthesis to this many hidden channels first")
     t.add_argument("--max-minutes", type=float, default=40.0)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=5e-5)
@@ -357,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "train":
         torch.set_num_threads(a.threads)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        res = train(a.data, a.out, base=a.base, loss=a.loss, alpha=a.alpha, max_minutes=a.max_minutes,
+        res = train(a.data, a.out, base=a.base, loss=a.loss, alpha=a.alpha, Ns=a.Ns, max_minutes=a.max_minutes,
                     batch=a.batch, lr=a.lr, val=a.val, val_every=a.val_every)
         print(f"trained {res['step']} steps -> {a.out}")
     return 0

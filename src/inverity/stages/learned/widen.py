@@ -25,7 +25,9 @@ from torch import Tensor
 
 from .model import ScaleHyperprior
 
-__all__ = ["widen_state"]
+__all__ = ["widen_state", "widen_synthesis"]
+
+_PEDESTAL = 2.0 ** -36  # GDN's reparametrisation: a parameter of sqrt(pedestal) is an effective weight of 0
 
 
 def _rand(shape: tuple[int, ...], like: Tensor, scale: float, gen: torch.Generator) -> Tensor:
@@ -110,4 +112,58 @@ def widen_state(old: dict[str, Tensor], N: int, M0: int, M: int, lambdas: tuple[
     for k, v in ref.items():
         if out[k].shape != v.shape:
             raise ValueError(f"widening produced {k} {tuple(out[k].shape)}, expected {tuple(v.shape)}")
+    return out
+
+
+def _gdn_wide(beta: Tensor, gamma: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """An (I)GDN of ``n`` channels whose first channels normalise exactly as before: new channels get the
+    default initialisation (β = 1, γ = 0.1 on the diagonal) and no cross terms in either direction."""
+    n0 = beta.shape[0]
+    b = torch.cat([beta, torch.full((n - n0,), (1.0 + _PEDESTAL) ** 0.5)])
+    g = torch.full((n, n), _PEDESTAL ** 0.5)
+    g[:n0, :n0] = gamma
+    idx = torch.arange(n0, n)
+    g[idx, idx] = (0.1 + _PEDESTAL) ** 0.5
+    return b, g
+
+
+def widen_synthesis(old: dict[str, Tensor], Ns: int, *, scale: float = 0.25, seed: int = 0) -> dict[str, Tensor]:
+    """``old``'s tensors with the synthesis g_s widened from its hidden width to ``Ns`` channels, same function.
+
+    New hidden units read everything (random weights at ``scale`` × the trained ones' RMS) but nothing reads
+    them yet (zero weights into the old units and into the output), so x̂ is unchanged at step 0 and a decoder
+    fine-tune (:mod:`.train_dec`) only has to learn what they add. Nothing outside g_s changes: the widened
+    model decodes the same bitstream.
+
+    Examples
+    --------
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> small = ScaleHyperprior(8, 12, (0.01, 0.02)).eval()
+    >>> wide = ScaleHyperprior(8, 12, (0.01, 0.02), Ns=16).eval()
+    >>> wide.load_state_dict(widen_synthesis(small.state_dict(), 16))
+    <All keys matched successfully>
+    >>> y = torch.randn(1, 12, 4, 4)
+    >>> bool(torch.allclose(small.g_s(y), wide.g_s(y), atol=1e-6))
+    True
+    """
+    n0 = old["g_s.0.weight"].shape[1]
+    if Ns <= n0:
+        raise ValueError(f"widening the synthesis needs Ns > {n0}, got {Ns}")
+    gen = torch.Generator().manual_seed(seed)
+    out = {k: v.clone() for k, v in old.items()}
+    w = old["g_s.0.weight"]                                   # deconv M -> N: (in M, out N, k, k)
+    out["g_s.0.weight"] = torch.cat([w, _rand((w.shape[0], Ns - n0, *w.shape[2:]), w, scale, gen)], dim=1)
+    out["g_s.0.bias"] = torch.cat([old["g_s.0.bias"], torch.zeros(Ns - n0)])
+    for i in (2, 4):                                          # deconv N -> N: old outputs read old inputs only
+        w = old[f"g_s.{i}.weight"]
+        w2 = torch.zeros(Ns, Ns, *w.shape[2:])
+        w2[:n0, :n0] = w
+        w2[:, n0:] = _rand((Ns, Ns - n0, *w.shape[2:]), w, scale, gen)
+        out[f"g_s.{i}.weight"] = w2
+        out[f"g_s.{i}.bias"] = torch.cat([old[f"g_s.{i}.bias"], torch.zeros(Ns - n0)])
+    for i in (1, 3, 5):
+        out[f"g_s.{i}.beta"], out[f"g_s.{i}.gamma"] = _gdn_wide(old[f"g_s.{i}.beta"], old[f"g_s.{i}.gamma"], Ns)
+    w = old["g_s.6.weight"]                                   # deconv N -> 3: the new units start unread
+    out["g_s.6.weight"] = torch.cat([w, torch.zeros(Ns - n0, *w.shape[1:])])
     return out

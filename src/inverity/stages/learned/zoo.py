@@ -82,6 +82,8 @@ class ModelInfo:
     context: str | None = None
     #: for a decoder fine-tune: the model whose bitstream (encoder, entropy model) it shares, else ``None``
     delta_of: str | None = None
+    #: hidden width of the synthesis g_s when it differs from ``N`` (a widened decoder), else ``None``
+    Ns: int | None = None
 
     @property
     def qualities(self) -> tuple[int, ...]:
@@ -99,7 +101,8 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "path": str(self.path),
                 "architecture": {"N": self.N, "M": self.M, "lambdas": list(self.lambdas),
-                                 **({"context": self.context} if self.context else {})},
+                                 **({"context": self.context} if self.context else {}),
+                                 **({"Ns": self.Ns} if self.Ns else {})},
                 **({"delta_of": self.delta_of} if self.delta_of else {}),
                 "qualities": list(self.qualities), "decode_ms_per_mp": self.decode_ms_per_mp,
                 "encode_ms_per_mp": self.encode_ms_per_mp, "provenance": self.provenance,
@@ -137,7 +140,8 @@ def _info(name: str, entry: dict[str, Any], wdir: Path) -> ModelInfo:
                          lambdas=tuple(float(v) for v in arch["lambdas"]),
                          decode_ms_per_mp=entry.get("decode_ms_per_mp"), encode_ms_per_mp=entry.get("encode_ms_per_mp"),
                          provenance=dict(entry.get("provenance") or {}), ood_stats=wdir / ood,
-                         context=arch.get("context"), delta_of=entry.get("delta_of") or None)
+                         context=arch.get("context"), delta_of=entry.get("delta_of") or None,
+                         Ns=int(arch["Ns"]) if arch.get("Ns") else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"learned model registry entry {name!r} is malformed: missing or bad {exc}") from None
 
@@ -209,14 +213,15 @@ def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
         raise ModelError(f"weights for model {info.name}: built on {info.delta_of} weights {pinned[:12] or '?'}…, "
                          f"installed {info.delta_of} has {binfo.sha256[:12]}…; re-export it from the installed base")
     if (binfo.N, binfo.M, binfo.lambdas, binfo.context) != (info.N, info.M, info.lambdas, info.context):
-        raise ModelError(f"weights for model {info.name}: architecture differs from its base {info.delta_of}")
+        raise ModelError(f"weights for model {info.name}: architecture differs from its base {info.delta_of} "
+                         "(a delta may only change the synthesis width Ns)")
     state = dict(base_model.state_dict())
     delta = blob.get("state_dict")
     if not isinstance(delta, dict) or not delta or set(delta) - set(state):
         extra = sorted(set(delta or {}) - set(state))[:2] if isinstance(delta, dict) else "not a table"
         raise ModelError(f"weights for model {info.name}: incompatible delta tensors ({extra or 'none'})")
     state.update(delta)
-    model = ScaleHyperprior(info.N, info.M, info.lambdas)
+    model = ScaleHyperprior(info.N, info.M, info.lambdas, info.Ns)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -255,13 +260,13 @@ def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
         raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
     arch = blob.get("architecture", {})
-    if ((arch.get("N"), arch.get("M")) != (info.N, info.M) or tuple(arch.get("lambdas", ())) != info.lambdas
-            or arch.get("context") != info.context):
+    if ((arch.get("N"), arch.get("M"), arch.get("Ns")) != (info.N, info.M, info.Ns)
+            or tuple(arch.get("lambdas", ())) != info.lambdas or arch.get("context") != info.context):
         raise ModelError(f"weights for model {info.name}: architecture {arch} differs from the registry's "
                          f"N={info.N}, M={info.M}, lambdas={list(info.lambdas)}, context={info.context}")
     if info.context not in (None, CONTEXT_KIND):
         raise ModelError(f"weights for model {info.name}: unknown context model {info.context!r}")
-    model = ScaleHyperprior(info.N, info.M, info.lambdas)
+    model = ScaleHyperprior(info.N, info.M, info.lambdas, info.Ns)
     ctx = CheckerboardContext(info.M) if info.context else None
     try:
         state = dict(blob["state_dict"])
