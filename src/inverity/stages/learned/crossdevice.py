@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .entropy import LatentCodec, decode_y, decode_z, new_decoder, scale_indexes, synthesize_pixels
+from .entropy import LatentCodec, _set_deterministic, decode_y, decode_z, new_decoder, scale_indexes, synthesize_pixels
 
 __all__ = ["compare_decode"]
 
@@ -64,7 +64,7 @@ def compare_decode(codec: LatentCodec, payload: bytes, q: int, height: int, widt
     inv_gain = codec._inv_gain[q].to(dev, dtype)
     det_before = torch.are_deterministic_algorithms_enabled()
     warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _set_deterministic(True, warn_only=True)
     try:
         with torch.no_grad():
             syn = synthesize_pixels(g_s, ref_y.to(dev, dtype), inv_gain, height, width)
@@ -88,7 +88,7 @@ def compare_decode(codec: LatentCodec, payload: bytes, q: int, height: int, widt
                 y = torch.from_numpy(s.astype(np.float64))[None].to(dev, dtype) + means
                 outputs.append(synthesize_pixels(g_s, y, inv_gain, height, width))
     finally:
-        torch.use_deterministic_algorithms(det_before, warn_only=warn_before)
+        _set_deterministic(det_before, warn_only=warn_before)
     full = outputs[0]
     diff_full = (np.abs(full.astype(np.int16) - ref_px.astype(np.int16)) if full is not None
                  else np.full(ref_px.shape, 255, np.int16))

@@ -87,6 +87,21 @@ _NBITS = _Model.Uniform(OVERFLOW_MAX_BITS + 1)
 _LOCK = threading.RLock()
 
 
+def _set_deterministic(mode: bool, *, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without its import of ``torch._inductor.config``.
+
+    The public function first sets the TorchInductor flag, and importing that config pulls in
+    ``torch._dynamo``: measured 5–20 s of CPU (idle vs loaded 2-core machine) on the first learned encode or
+    decode of every process, with torch 2.13. Nothing here runs under ``torch.compile``, so only the eager
+    flag matters; it is set directly, and the public call is the fallback where the private one is gone.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # pragma: no cover - a torch without the private setter
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
+
+
 @contextmanager
 def deterministic_cpu(threads: int = 1) -> Iterator[None]:
     """Run torch on CPU with a fixed thread count, deterministic algorithms and oneDNN off; restore after.
@@ -109,7 +124,7 @@ def deterministic_cpu(threads: int = 1) -> Iterator[None]:
         warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
         mkldnn_before = torch._C._get_mkldnn_enabled()
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _set_deterministic(True, warn_only=True)
         # oneDNN picks kernels by CPU ISA; off, float64 convolutions take ATen's plain im2col + GEMM path
         torch._C._set_mkldnn_enabled(False)
         try:
@@ -118,7 +133,7 @@ def deterministic_cpu(threads: int = 1) -> Iterator[None]:
         finally:
             torch._C._set_mkldnn_enabled(mkldnn_before)
             torch.set_num_threads(threads_before)
-            torch.use_deterministic_algorithms(det_before, warn_only=warn_before)
+            _set_deterministic(det_before, warn_only=warn_before)
 
 
 def scale_indexes(scales: np.ndarray) -> np.ndarray:
