@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..._atomic import atomic_write_bytes, atomic_write_text
+from ..._atomic import atomic_write_bytes
 from ...errors import ModelError
 from . import zoo
 from .entropy import LatentCodec, tabulate_z
@@ -222,9 +222,7 @@ def export(checkpoint: str | os.PathLike[str], name: str = zoo.DEFAULT_MODEL, *,
     if make_default or "default" not in reg:
         reg["default"] = name
     reg.setdefault("format", 1)
-    atomic_write_text(d / zoo.REGISTRY, json.dumps(reg, indent=2) + "\n")
-    os.chmod(d / zoo.REGISTRY, 0o644)
-    zoo.clear_cache()
+    zoo.write_registry(reg, d)
     info = zoo.model_info(name, d)
     if not quiet:
         print(f"exported {ckpt} (step {meta.get('step')}) as {name} v{ver}: {d / fname} "

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..._atomic import atomic_write_bytes, atomic_write_text
+from ..._atomic import atomic_write_bytes
 from ...errors import ModelError
 from ...formats import walked_extensions
 from . import zoo
@@ -268,9 +268,7 @@ def export_ctx(checkpoint: str | os.PathLike[str], name: str = "hp-ctx", *, base
     }
     if make_default:
         reg["default"] = name
-    atomic_write_text(d / zoo.REGISTRY, json.dumps(reg, indent=2) + "\n")
-    os.chmod(d / zoo.REGISTRY, 0o644)
-    zoo.clear_cache()
+    zoo.write_registry(reg, d)
     print(f"exported {checkpoint} (step {ck.get('step')}) as {name} v{ver} ({n_params} context parameters, "
           f"sha256 {sha[:16]}…); CPU encode {speed['encode_ms_per_mp']} ms/MP, decode {speed['decode_ms_per_mp']} ms/MP")
     return zoo.model_info(name, d)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..._atomic import atomic_write_bytes, atomic_write_text
+from ..._atomic import atomic_write_bytes
 from ...errors import ModelError
 from ...formats import walked_extensions
 from . import zoo
@@ -329,16 +329,13 @@ def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | o
     }
     if make_default:
         reg["default"] = name
-    atomic_write_text(d / zoo.REGISTRY, json.dumps(reg, indent=2) + "\n")
-    os.chmod(d / zoo.REGISTRY, 0o644)
-    zoo.clear_cache()
+    zoo.write_registry(reg, d)
     codec = zoo.load_codec(name, d)[0]
     speed = side_by_side_speed(codec, zoo.load_codec(binfo.name, d)[0], binfo, synthetic_image(*timing_shape), repeats)
     reg = zoo.read_registry(d)
     reg["models"][name].update({"decode_ms_per_mp": speed["decode_ms_per_mp"],
                                 "encode_ms_per_mp": speed["encode_ms_per_mp"], "timing": speed})
-    atomic_write_text(d / zoo.REGISTRY, json.dumps(reg, indent=2) + "\n")
-    zoo.clear_cache()
+    zoo.write_registry(reg, d)
     print(f"exported {checkpoint} (step {ck['step']}, {cfg['loss']}) as {name} v{ver} = {binfo.name} + "
           f"{len(state)} decoder tensors ({len(buf.getvalue())} bytes, sha256 {sha[:16]}…)")
     return zoo.model_info(name, d)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # torch is imported lazily
 __all__ = [
     "DEFAULT_MODEL", "WEIGHTS_ENV", "WEIGHTS_FORMAT", "ModelInfo", "weights_dir", "read_registry", "list_models",
     "default_model", "model_info", "load_model", "load_codec", "ood_stats_path", "sha256_file", "clear_cache",
+    "write_registry",
 ]
 
 #: the model the learned stage uses when none is named (the registry may name another as "default")
@@ -146,6 +147,16 @@ def _info(name: str, entry: dict[str, Any], wdir: Path) -> ModelInfo:
         raise ModelError(f"learned model registry entry {name!r} is malformed: missing or bad {exc}") from None
 
 
+def write_registry(reg: dict[str, Any], wdir: str | os.PathLike[str] | None = None) -> None:
+    """Write ``registry.json`` atomically (world-readable, as package data is) and forget loaded models."""
+    from ..._atomic import atomic_write_text
+
+    path = weights_dir(wdir) / REGISTRY
+    atomic_write_text(path, json.dumps(reg, indent=2) + "\n")
+    os.chmod(path, 0o644)
+    clear_cache()
+
+
 def list_models(wdir: str | os.PathLike[str] | None = None) -> list[ModelInfo]:
     """Every registered model, by name."""
     d = weights_dir(wdir)
@@ -190,10 +201,21 @@ def _stat_key(path: Path) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
-    """A decoder fine-tune: its base (sha256-checked on its own), with this file's tensors overlaid."""
+def _read_weights(info: ModelInfo) -> dict[str, Any]:
+    """The weights file as a dict (tensors and plain containers only), or a one-line :class:`ModelError`."""
     import torch
 
+    try:
+        blob = torch.load(info.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing fault
+        raise ModelError(f"weights for model {info.name}: cannot read {info.path.name}: {exc}") from None
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
+    return blob
+
+
+def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
+    """A decoder fine-tune: its base (sha256-checked on its own), with this file's tensors overlaid."""
     from .context import CheckerboardCodec
     from .entropy import LatentCodec
     from .model import ScaleHyperprior
@@ -202,12 +224,7 @@ def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     if model_info(info.delta_of, info.path.parent).delta_of:  # one level only: no chains, no cycles
         raise ModelError(f"weights for model {info.name}: its base {info.delta_of} is itself a delta model")
     base_model, base_codec, binfo = _load_checked(info.delta_of, info.path.parent)
-    try:
-        blob = torch.load(info.path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing fault
-        raise ModelError(f"weights for model {info.name}: cannot read {info.path.name}: {exc}") from None
-    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
-        raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
+    blob = _read_weights(info)
     pinned = str((blob.get("delta_of") or {}).get("sha256", "")).lower()
     if pinned != binfo.sha256:
         raise ModelError(f"weights for model {info.name}: built on {info.delta_of} weights {pinned[:12] or '?'}…, "
@@ -245,20 +262,13 @@ def _stat_chain(info: ModelInfo) -> tuple[tuple[int, int, int], ...]:
 
 
 def _load(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
-    import torch
-
     from .context import CONTEXT_KIND, PREFIX, CheckerboardCodec, CheckerboardContext
     from .entropy import LatentCodec, ZTables
     from .model import ScaleHyperprior
 
     if info.delta_of:
         return _load_delta(info)
-    try:
-        blob = torch.load(info.path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing fault
-        raise ModelError(f"weights for model {info.name}: cannot read {info.path.name}: {exc}") from None
-    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
-        raise ModelError(f"weights for model {info.name}: {info.path.name} is not an {WEIGHTS_FORMAT} file")
+    blob = _read_weights(info)
     arch = blob.get("architecture", {})
     if ((arch.get("N"), arch.get("M"), arch.get("Ns")) != (info.N, info.M, info.Ns)
             or tuple(arch.get("lambdas", ())) != info.lambdas or arch.get("context") != info.context):
