@@ -30,6 +30,8 @@ then raster order over anchor positions) with their escapes, then the non-anchor
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ from .entropy import (LatentCodec, ZTables, decode_y, decode_z, deterministic_cp
 from .model import SCALE_MIN, ScaleHyperprior
 
 __all__ = ["CONTEXT_KIND", "CheckerboardContext", "CheckerboardCodec", "anchor_mask", "context_params",
-           "nonanchor_params"]
+           "SecondPass", "decode_two_pass", "hyper_indexes", "hyper_params", "nonanchor_indexes", "nonanchor_params"]
 
 #: the ``architecture.context`` value of models with this context (registry and weights file)
 CONTEXT_KIND = "checkerboard"
@@ -125,19 +127,17 @@ class CheckerboardCodec(LatentCodec):
 
     def _hyper(self, z_hat: np.ndarray) -> Tensor:
         with deterministic_cpu(1):
-            return self._h_s(torch.from_numpy(z_hat.astype(np.float64))[None]).contiguous()
+            return hyper_params(self._h_s, z_hat)
 
     def _second_pass(self, hyper: Tensor, s: np.ndarray, anchors: np.ndarray) -> tuple[Tensor, np.ndarray]:
         """Non-anchor μ (float64, M×n) and scale indexes (M×n), n = non-anchor positions in raster order."""
         with deterministic_cpu(1):
-            means, scales = nonanchor_params(self._ctx, hyper[0], torch.from_numpy(s.astype(np.float64)), anchors)
-            idx = scale_indexes(scales.numpy())
-        return means, idx
+            return nonanchor_indexes(self._ctx, hyper, s, anchors)
 
     def encode_latents(self, y: Tensor, z_hat: np.ndarray) -> bytes:
         m = self.model.M
         hyper = self._hyper(z_hat)
-        idx_h = scale_indexes(hyper[0, m:].numpy())
+        idx_h = hyper_indexes(hyper)
         y64 = y.detach().double()[0]
         anchors = anchor_mask(*y.shape[-2:])
         s_a = torch.round(y64 - hyper[0, :m]).numpy().astype(np.int64)
@@ -152,22 +152,70 @@ class CheckerboardCodec(LatentCodec):
 
     def decode_latents(self, payload: bytes, height: int, width: int) -> Tensor:
         ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
-        m, h, w = self.model.M, ph // 16, pw // 16
-        anchors = anchor_mask(h, w)
         try:
             dec = new_decoder(payload)
             z_hat = decode_z(dec, self.tables, (self.model.N, ph // 64, pw // 64))
-            hyper = self._hyper(z_hat)
-            idx_h = scale_indexes(hyper[0, m:].numpy())
-            s = np.zeros((m, h, w), dtype=np.int64)
-            s[:, anchors] = decode_y(dec, idx_h[:, anchors])
-            means_c, idx_c = self._second_pass(hyper, s, anchors)
-            s[:, ~anchors] = decode_y(dec, idx_c)
+            return decode_two_pass(dec, self._hyper(z_hat), self._second_pass, anchor_mask(ph // 16, pw // 16))
         except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:
             raise ContainerError(f"learned: payload does not decode ({type(exc).__name__}: {exc})") from None
-        means = hyper[0, :m].clone()
-        means[:, torch.from_numpy(~anchors)] = means_c
-        return torch.from_numpy(s.astype(np.float64))[None] + means[None]
+
+
+# -- the decoder's steps, on whatever device and dtype the modules are (CPU float64 in the codec; another
+#    device in :mod:`.crossdevice`, which must run the same steps to say whether that device agrees)
+def hyper_params(h_s: nn.Module, z_hat: np.ndarray) -> Tensor:
+    """h_s output (1×2M×h×w: μ_h then σ_h) for integer ẑ (N×h'×w'), on the device and dtype of ``h_s``."""
+    p = next(h_s.parameters())
+    return h_s(torch.from_numpy(z_hat.astype(np.float64))[None].to(p.device, p.dtype)).contiguous()
+
+
+def hyper_indexes(hyper: Tensor) -> np.ndarray:
+    """Scale indexes (M×h×w) of the hyperprior's σ_h in ``hyper`` (any device/dtype; indexed in float64 on CPU).
+
+    Examples
+    --------
+    >>> hyper_indexes(torch.tensor([0.0, 1.0], dtype=torch.float64).reshape(1, 2, 1, 1)).tolist()
+    [[[18]]]
+    """
+    m = hyper.shape[1] // 2
+    return scale_indexes(hyper[0, m:].to("cpu", torch.float64).numpy())
+
+
+def nonanchor_indexes(ctx: CheckerboardContext, hyper: Tensor, s: np.ndarray,
+                      anchors: np.ndarray) -> tuple[Tensor, np.ndarray]:
+    """Non-anchor μ (M×n, on ``hyper``'s device/dtype) and scale indexes (M×n) from the anchor residuals
+    ``s`` (M×h×w integers; only anchors are read) — :func:`nonanchor_params` run with ``ctx``, which must
+    share ``hyper``'s device and dtype."""
+    means, scales = nonanchor_params(ctx, hyper[0], torch.from_numpy(s.astype(np.float64)).to(hyper), anchors)
+    return means, scale_indexes(scales.to("cpu", torch.float64).numpy())
+
+
+#: the context pass: (h_s output, residuals with the anchors decoded, anchor mask) → non-anchor (μ, indexes)
+SecondPass = Callable[[Tensor, np.ndarray, np.ndarray], tuple[Tensor, np.ndarray]]
+
+
+def decode_two_pass(dec: Any, hyper: Tensor, second_pass: SecondPass, anchors: np.ndarray,
+                    indexes: list[np.ndarray] | None = None) -> Tensor:
+    """ŷ' = s + μ (1×M×h×w, on ``hyper``'s device/dtype): the y part of the stream read from ``dec`` in the
+    checkerboard's two passes, given the h_s output ``hyper``.
+
+    Anchors are read with σ_h's indexes; ``second_pass`` (:func:`nonanchor_indexes` with a context net,
+    e.g. ``functools.partial(nonanchor_indexes, ctx)``) then gives the non-anchors' μ and indexes. Each
+    pass's scale indexes (anchors M×n_a, then non-anchors M×n_n) are appended to ``indexes`` as soon as they
+    are known, so a caller still has them when the range decoder then fails (the exception propagates).
+    """
+    m = hyper.shape[1] // 2
+    idx_a = hyper_indexes(hyper)[:, anchors]
+    if indexes is not None:
+        indexes.append(idx_a)
+    s = np.zeros((m, *anchors.shape), dtype=np.int64)
+    s[:, anchors] = decode_y(dec, idx_a)
+    means_c, idx_c = second_pass(hyper, s, anchors)
+    if indexes is not None:
+        indexes.append(idx_c)
+    s[:, ~anchors] = decode_y(dec, idx_c)
+    means = hyper[0, :m].clone()
+    means[:, torch.from_numpy(~anchors).to(hyper.device)] = means_c
+    return torch.from_numpy(s.astype(np.float64)).to(hyper)[None] + means[None]
 
 
 def nonanchor_params(ctx: CheckerboardContext, hyper: Tensor, s: Tensor, anchors: np.ndarray) -> tuple[Tensor, Tensor]:
@@ -181,7 +229,7 @@ def nonanchor_params(ctx: CheckerboardContext, hyper: Tensor, s: Tensor, anchors
     matters for the stream; training uses the dense form, equal to ~1e-7.
     """
     m = s.shape[0]
-    ii, jj = (torch.from_numpy(v) for v in np.nonzero(~anchors))
+    ii, jj = (torch.from_numpy(v).to(s.device) for v in np.nonzero(~anchors))
     sp = nn.functional.pad(s, (2, 2, 2, 2))
     taps = [(ky, kx) for ky in range(5) for kx in range(5) if (ky + kx) % 2 == 1]
     cols = torch.cat([sp[:, ii + ky, jj + kx] for ky, kx in taps])                       # (12·M, n)
