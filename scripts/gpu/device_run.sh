@@ -15,6 +15,19 @@ export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 # INIT=none starts from scratch (e.g. a wider model: INIT=none ... --N 96 --M 144)
+if [ "${MODE:-}" = dec ]; then
+  # decoder fine-tune (train_dec.py): g_s of the default model trained on its exact latents; NS=128 widens it
+  # first. Returns dec.pt (decoder tensors + step/config/history, no Adam state) for `train_dec export` here.
+  NS_ARGS=(); [ -z "${NS:-}" ] || NS_ARGS=(--Ns "$NS")
+  python3 -m inverity.stages.learned.train_dec train --data .device/train --val .device/val --out /tmp/ckpt/dec.pt \
+    --device "${DEVICE:-cuda}" --max-minutes "$MIN" --batch 16 --lr 1e-4 --val-every 2000 "${NS_ARGS[@]}" "$@" \
+    2>&1 | tee "$OUT/train.log"
+  python3 -c 'import sys, torch; c = torch.load(sys.argv[1], weights_only=False); c.pop("opt", None); torch.save(c, sys.argv[2])' \
+    /tmp/ckpt/dec.pt "$OUT/dec.pt"
+  timeout 240 python3 benchmarks/cuda_decode.py --device "${DEVICE:-cuda}" --limit 2 --json "$OUT/cuda_decode.json" 2>&1 \
+    | tee "$OUT/cuda_decode.md"
+  exit 0
+fi
 INIT=${INIT:-.device/init.pt}; [ "$INIT" = none ] || [ -f "$INIT" ] || INIT=src/inverity/stages/learned/weights/hp-gain.pt
 INIT_ARGS=(); [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
 python3 -m inverity.stages.learned.train .device/train --val-dir .device/val --ckpt /tmp/ckpt/learned.pt \

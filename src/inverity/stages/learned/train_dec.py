@@ -26,6 +26,7 @@ resumes from ``--out``; the learning rate follows a cosine over the wall-clock b
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -56,7 +57,7 @@ CROP = 256
 
 def decoder_state(model: ScaleHyperprior) -> dict[str, torch.Tensor]:
     """The decoder-only tensors of ``model`` (see :data:`DECODER_KEYS`)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(DECODER_KEYS)}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k.startswith(DECODER_KEYS)}
 
 
 def _read(path: Path) -> np.ndarray:
@@ -91,7 +92,7 @@ def exact_latents(model: ScaleHyperprior, ctx: Any, x: torch.Tensor, q: torch.Te
     means_h = hyper[:, : model.M]
     means = means_h
     if ctx is not None:
-        anchors = torch.from_numpy(anchor_mask(*yg.shape[-2:]))[None, None]
+        anchors = torch.from_numpy(anchor_mask(*yg.shape[-2:]))[None, None].to(yg.device)
         s_a = torch.where(anchors, torch.round(yg - means_h), torch.zeros_like(yg))
         means_c, _ = context_params(ctx, hyper, s_a)
         means = torch.where(anchors, means_h, means_c)
@@ -158,7 +159,7 @@ def _evaluate(model: ScaleHyperprior, ctx: Any, val: list[torch.Tensor]) -> list
     for q in range(model.num_qualities):
         ps = []
         for x in val:
-            qq = torch.full((x.shape[0],), q)
+            qq = torch.full((x.shape[0],), q, device=x.device)
             xh = model.g_s(exact_latents(model, ctx, x, qq) * model.gains(qq)[1])
             xh = torch.round(xh.clamp(0, 1) * 255) / 255
             mse = ((xh - x) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
@@ -178,17 +179,9 @@ def _loss(x: torch.Tensor, x_hat: torch.Tensor, kind: str, alpha: float) -> tupl
     return loss, info
 
 
-def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", alpha: float = 0.5,
-          Ns: int | None = None,
-          max_minutes: float = 40.0, batch: int = 8, lr: float = 5e-5, lr_min: float = 1e-6, warmup: int = 50,
-          seed: int = 0, val: Path | None = None, val_every: int = 500, save_every_s: float = 300.0) -> dict[str, Any]:
-    """Time-bounded Adam on g_s and the inverse gains of zoo model ``base``; resumes from ``out`` if present.
-
-    ``Ns`` widens the synthesis to that many hidden channels first (:func:`.widen.widen_synthesis`: the same
-    function at step 0), for a wider decoder of the same bitstream."""
-    if loss not in ("mse", "perceptual"):
-        raise ModelError(f"unknown decoder fine-tune loss {loss!r} (mse, perceptual)")
-    torch.manual_seed(seed)
+def _trainable(base: str | None, Ns: int | None, seed: int) -> tuple[ScaleHyperprior, Any, zoo.ModelInfo, list[Any]]:
+    """A float32 copy of zoo model ``base`` (g_s widened to ``Ns`` if given) with only the decoder-side tensors
+    trainable, its context net (or None), its ModelInfo and the trainable parameters."""
     frozen, info = zoo.load_model(base)
     ctx = getattr(zoo.load_codec(info.name)[0], "context", None)
     Ns = Ns if Ns and Ns != info.N else None
@@ -205,10 +198,31 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
     for p in params:
         p.requires_grad_(True)
     model.eval()  # no dropout/batchnorm; eval only fixes the rounding path of the frozen parts
+    return model, ctx, info, params
+
+
+def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", alpha: float = 0.5,
+          Ns: int | None = None,
+          max_minutes: float = 40.0, batch: int = 8, lr: float = 5e-5, lr_min: float = 1e-6, warmup: int = 50,
+          seed: int = 0, val: Path | None = None, val_every: int = 500, save_every_s: float = 300.0,
+          device: str = "cpu") -> dict[str, Any]:
+    """Time-bounded Adam on g_s and the inverse gains of zoo model ``base``; resumes from ``out`` if present.
+
+    ``Ns`` widens the synthesis to that many hidden channels first (:func:`.widen.widen_synthesis`: the same
+    function at step 0), for a wider decoder of the same bitstream. ``device``: where to train (``cuda`` on a
+    lent GPU, ``scripts/gpu/device_run.sh`` with ``MODE=dec``); checkpoints are device-independent."""
+    if loss not in ("mse", "perceptual"):
+        raise ModelError(f"unknown decoder fine-tune loss {loss!r} (mse, perceptual)")
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model, ctx, info, params = _trainable(base, Ns, seed)
+    Ns = model.Ns if model.Ns != info.N else None
+    model.to(dev)
+    ctx = copy.deepcopy(ctx).to(dev) if ctx is not None else None
     opt = torch.optim.Adam(params, lr=lr)
     images, names = _images(data)
     vgen = np.random.default_rng(12345)
-    val_x = [_crops(_images(val)[0], 4, vgen) for _ in range(3)] if val else []
+    val_x = [_crops(_images(val)[0], 4, vgen).to(dev) for _ in range(3)] if val else []
     step, elapsed, history = 0, 0.0, []
     if out.is_file():
         ck = torch.load(out, map_location="cpu", weights_only=False)
@@ -217,7 +231,8 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
             raise ModelError(f"{out} was trained from other weights, another loss or another width; choose another "
                              "--out")
         model.load_state_dict({**model.state_dict(), **ck["decoder"]})
-        opt.load_state_dict(ck["opt"])
+        if ck.get("opt"):  # a checkpoint brought back from a GPU run travels without its Adam state
+            opt.load_state_dict(ck["opt"])
         step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
     elif val_x:
         history.append({"step": 0, "val_psnr": _evaluate(model, ctx, val_x)})
@@ -244,8 +259,8 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
         cur = lr * (step + 1) / warmup if step < warmup else lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * frac))
         for g in opt.param_groups:
             g["lr"] = cur
-        x = _crops(images, batch, gen)
-        q = torch.from_numpy(gen.integers(0, model.num_qualities, batch))
+        x = _crops(images, batch, gen).to(dev)
+        q = torch.from_numpy(gen.integers(0, model.num_qualities, batch)).to(dev)
         y_hat = exact_latents(model, ctx, x, q)
         x_hat = model.g_s(y_hat * model.gains(q)[1])
         objective, parts = _loss(x, x_hat, loss, alpha)
@@ -357,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--val", type=Path, default=None)
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--device", default="cpu", help="cpu, or cuda on a lent GPU")
     e = sub.add_parser("export")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--name", required=True)
@@ -369,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         res = train(a.data, a.out, base=a.base, loss=a.loss, alpha=a.alpha, Ns=a.Ns, max_minutes=a.max_minutes,
-                    batch=a.batch, lr=a.lr, val=a.val, val_every=a.val_every)
+                    batch=a.batch, lr=a.lr, val=a.val, val_every=a.val_every, device=a.device)
         print(f"trained {res['step']} steps -> {a.out}")
     return 0
 
