@@ -190,3 +190,22 @@ def test_a_widened_decoder_starts_as_its_base_and_ships_as_a_delta(tmp_path: Pat
     assert np.array_equal(get_stage("learned").decode(enc).pixels, recon.pixels)
     with pytest.raises(ModelError, match="another width"):
         train_dec.train(data, ck, base=BASE, Ns=None, max_minutes=0.01)
+
+
+def test_decoder_benchmark_compares_a_checkpoint_with_its_base(trained: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.learned_decoders import main as bench_main
+
+    data = tmp_path / "val"
+    data.mkdir()
+    save(Image(np.ascontiguousarray(skdata.chelsea()[:128, :192])), data / "chelsea.png")
+    out = tmp_path / "res.json"
+    assert bench_main([str(trained), "--data", str(data), "--limit", "1", "--qualities", "2,7", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["base"] == BASE and res["images"] == ["chelsea.png"]
+    base, tuned = res["means"]["base"], res["means"][trained.stem]
+    assert set(base) == set(tuned) == {"2", "7"}
+    assert base["7"][0] > base["2"][0]  # the higher quality decodes closer, for the base ...
+    assert tuned != base                 # ... and the trained decoder decodes differently
+    table = capsys.readouterr().out
+    assert f"| {trained.stem} | 7 |" in table and "| base | 2 |" in table
