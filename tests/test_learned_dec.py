@@ -139,6 +139,18 @@ def test_ms_ssim_orders_distortions_and_the_perceptual_loss_trains() -> None:
         train_dec.train(Path("."), Path("x.pt"), loss="l1")
 
 
+def test_training_on_chosen_qualities_records_them(tmp_path: Path) -> None:
+    data = tmp_path / "train"
+    data.mkdir()
+    save(Image(np.ascontiguousarray(skdata.chelsea())), data / "chelsea.png")
+    with pytest.raises(ModelError, match=r"qualities \[0, 8\] outside 1..7"):
+        train_dec.train(data, tmp_path / "bad.pt", base=BASE, qualities=(0, 8), max_minutes=0.01)
+    assert not (tmp_path / "bad.pt").exists()
+    ck = tmp_path / "top.pt"
+    train_dec.train(data, ck, base=BASE, qualities=(6, 7), max_minutes=0.01, batch=1)
+    assert torch.load(ck, map_location="cpu", weights_only=False)["config"]["qualities"] == [6, 7]
+
+
 def test_delta_chains_and_cycles_are_refused(trained: Path, zdir: Path) -> None:
     info = _export(trained, zdir)
     reg = json.loads((zdir / zoo.REGISTRY).read_text())

@@ -205,12 +205,13 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
           Ns: int | None = None,
           max_minutes: float = 40.0, batch: int = 8, lr: float = 5e-5, lr_min: float = 1e-6, warmup: int = 50,
           seed: int = 0, val: Path | None = None, val_every: int = 500, save_every_s: float = 300.0,
-          device: str = "cpu") -> dict[str, Any]:
+          device: str = "cpu", qualities: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Time-bounded Adam on g_s and the inverse gains of zoo model ``base``; resumes from ``out`` if present.
 
     ``Ns`` widens the synthesis to that many hidden channels first (:func:`.widen.widen_synthesis`: the same
     function at step 0), for a wider decoder of the same bitstream. ``device``: where to train (``cuda`` on a
-    lent GPU, ``scripts/gpu/device_run.sh`` with ``MODE=dec``); checkpoints are device-independent."""
+    lent GPU, ``scripts/gpu/device_run.sh`` with ``MODE=dec``); checkpoints are device-independent.
+    ``qualities`` (1-based) restricts training to those rate points (a decoder specialised for the top end)."""
     if loss not in ("mse", "perceptual"):
         raise ModelError(f"unknown decoder fine-tune loss {loss!r} (mse, perceptual)")
     torch.manual_seed(seed)
@@ -237,6 +238,9 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
     elif val_x:
         history.append({"step": 0, "val_psnr": _evaluate(model, ctx, val_x)})
         print(json.dumps(history[-1]), flush=True)
+    q_pool = np.array([q - 1 for q in qualities] if qualities else range(model.num_qualities), dtype=np.int64)
+    if q_pool.min() < 0 or q_pool.max() >= model.num_qualities:
+        raise ModelError(f"qualities {list(qualities or ())} outside 1..{model.num_qualities}")
     gen = np.random.default_rng(seed + step)
     budget = max_minutes * 60.0
     t_start, last_save = time.time() - elapsed, time.time()
@@ -245,7 +249,7 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
               "lr_min": lr_min, "warmup": warmup, "seed": seed, "max_minutes": max_minutes,
               "train_dir": data.name, "train_images": len(names),
               "train_list_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
-              "val_dir": val.name if val else None}
+              "val_dir": val.name if val else None, "qualities": [int(q) + 1 for q in q_pool]}
 
     def save() -> None:
         buf = io.BytesIO()
@@ -260,7 +264,7 @@ def train(data: Path, out: Path, *, base: str | None = None, loss: str = "mse", 
         for g in opt.param_groups:
             g["lr"] = cur
         x = _crops(images, batch, gen).to(dev)
-        q = torch.from_numpy(gen.integers(0, model.num_qualities, batch)).to(dev)
+        q = torch.from_numpy(gen.choice(q_pool, batch)).to(dev)
         y_hat = exact_latents(model, ctx, x, q)
         x_hat = model.g_s(y_hat * model.gains(q)[1])
         objective, parts = _loss(x, x_hat, loss, alpha)
@@ -373,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--device", default="cpu", help="cpu, or cuda on a lent GPU")
+    t.add_argument("--qualities", default=None, help="1-based rate points to train on, comma-separated (default all)")
     e = sub.add_parser("export")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--name", required=True)
@@ -385,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         res = train(a.data, a.out, base=a.base, loss=a.loss, alpha=a.alpha, Ns=a.Ns, max_minutes=a.max_minutes,
-                    batch=a.batch, lr=a.lr, val=a.val, val_every=a.val_every, device=a.device)
+                    batch=a.batch, lr=a.lr, val=a.val, val_every=a.val_every, device=a.device,
+                    qualities=tuple(int(v) for v in a.qualities.split(",")) if a.qualities else None)
         print(f"trained {res['step']} steps -> {a.out}")
     return 0
 
