@@ -118,3 +118,22 @@ def test_sga_round_anneals_to_hard_rounding() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(refine, raise_on_error=False).failed == 0
+
+
+def test_only_the_max_effort_spends_encode_time_on_refinement() -> None:
+    """The search passes the effort's stage options: ``max`` refines the learned stage's latents (SGA), the
+    default efforts do not, and a candidate's own option still wins."""
+    from inverity.route import Candidate
+    from inverity.search import EFFORTS, stage_options
+
+    learned = Candidate("learned", options={"model": "hp-ctx"})
+    assert stage_options(learned, "max") == {"refine": "max", "model": "hp-ctx"}
+    for effort in EFFORTS:
+        if effort != "max":
+            assert "refine" not in stage_options(learned, effort)
+    assert stage_options(Candidate("learned", options={"refine": 0}), "max")["refine"] == 0
+    assert "refine" not in stage_options(Candidate("avif"), "max")
+    from inverity.stages.base import get_stage
+
+    stage = get_stage("learned", quality=3, **stage_options(learned, "max"))
+    assert refine.resolve_steps(stage.get_config()["refine"]) == 200

@@ -73,7 +73,9 @@ EFFORTS: tuple[str, ...] = ("fast", "balanced", "max")
 EFFORT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {"avif": {"speed": 8}, "jxl": {"effort": 3}, "webp": {"method": 2}},
     "balanced": {"avif": {"speed": 7}},
-    "max": {},
+    # the learned stage's encoder-side latent refinement (SGA, 200 steps; the stream and decoder are unchanged)
+    # is an effort knob: only the exhaustive effort spends that encode time (issue #15)
+    "max": {"learned": {"refine": "max"}},
 }
 
 
