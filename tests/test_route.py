@@ -347,3 +347,25 @@ def test_line_art_delivery_keeps_the_original_where_browsers_take_its_format() -
     assert "original" not in ids(tif)
     assert "original writes tiff" in next(s.reason for s in tif.skipped if s.codec_id == "original")
     assert "original" not in ids(mk(prof("photo"), "delivery", image=_img("png")))     # photos: re-encoded
+
+
+def test_a_preference_entry_that_names_a_learned_model_gets_that_model() -> None:
+    """``learned?model=NAME`` in a policy's preferences is honoured (it wins over the policy's ``model``), a
+    missing one is skipped with its reason, and a group may not hold two variants of one stage."""
+    from inverity.errors import PolicyError
+
+    models = {"hp-gain": MODEL, "hp-ctx": {"name": "hp-ctx", "decode_ms_per_mp": 4000.0}}
+    pol = Policy.from_dict({"name": "pick", "extends": "controlled", "model": "hp-ctx",
+                            "preferences": {"photo": [["learned?model=hp-gain", "avif"], ["learned"], ["png"]]}})
+    p = mk(prof("photo"), pol, models=models)
+    learned = [c for c in p.candidates if c.codec_id == "learned"]
+    assert [(c.options["model"], c.group) for c in learned] == [("hp-gain", 0), ("hp-ctx", 1)]
+    assert "model 'hp-gain'" in learned[0].reason and "model 'hp-ctx'" in learned[1].reason
+    missing = Policy.from_dict({"name": "nope", "extends": "controlled",
+                                "preferences": {"photo": [["learned?model=nope", "avif"]]}})
+    p = mk(prof("photo"), missing, models=models)
+    assert "learned" not in ids(p)
+    assert any(s.codec_id == "learned" and "learned model 'nope' is missing" in s.reason for s in p.skipped)
+    with pytest.raises(PolicyError, match="a group lists stage 'learned' more than once"):
+        Policy.from_dict({"name": "two", "extends": "controlled",
+                          "preferences": {"photo": [["learned?model=hp-gain", "learned"]]}})

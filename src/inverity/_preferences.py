@@ -115,6 +115,12 @@ def check_preferences(name: str, table: Any, known: set[str]) -> Preferences:
             if unknown:
                 raise PolicyError(f"policy {name}: {key}: unknown stage{'s' if len(unknown) > 1 else ''} "
                                   f"{', '.join(map(repr, unknown))}; available: {', '.join(sorted(known))}")
+            ids = [parse_entry(e)[0] for e in g]
+            same = sorted({i for i in ids if ids.count(i) > 1})
+            if same:  # the search tells a group's attempts apart by stage id: one entry per stage and group
+                raise PolicyError(f"policy {name}: {key}: a group lists stage {same[0]!r} more than once "
+                                  f"({', '.join(repr(e) for e in g if parse_entry(e)[0] == same[0])}); put the "
+                                  "variants in groups of their own")
         entries = [e for g in groups for e in g]
         twice = sorted({e for e in entries if entries.count(e) > 1})
         if twice:

@@ -233,9 +233,10 @@ def _cpu_rate(info: Any) -> float | None:
 
 
 def _learned_check(profile: Profile, policy: Policy, models: Mapping[str, Any], default_model: str,
-                   mp: float) -> tuple[str | None, str, str]:
-    """(refusal or None, reason when allowed, model name) for the learned stage."""
-    name = policy.model or default_model
+                   mp: float, named: str | None = None) -> tuple[str | None, str, str]:
+    """(refusal or None, reason when allowed, model name) for the learned stage; ``named``: the model the
+    preference entry names (``learned?model=NAME``), which wins over the policy's ``model``."""
+    name = str(named) if named else (policy.model or default_model)
     if profile.kind_source == "fallback":
         return "content kind unknown (no kind classifier installed): the learned stage needs a known photo", "", name
     if profile.kind != "photo":
@@ -362,7 +363,8 @@ def make_plan(profile: Profile, policy: Policy | str, image: Image | None = None
                                "would be shown as sRGB (mislabelled)")
                 learned_why, model_name = "", None
                 if refusal is None and getattr(cap, "learned", False):
-                    refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp)
+                    refusal, learned_why, model_name = _learned_check(profile, resolved, models, default_model, mp,
+                                                                      opts.get("model"))
                 if refusal is not None:
                     skipped.append(Skipped(cid, refusal, opts))
                     continue
