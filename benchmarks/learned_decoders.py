@@ -16,7 +16,6 @@ Never run it on Kodak to choose a checkpoint (Kodak is the final test set).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -29,9 +28,7 @@ from inverity.formats import walked_extensions
 from inverity.image import load
 from inverity.metrics import ssimulacra2
 from inverity.stages.learned import zoo
-from inverity.stages.learned.context import CheckerboardCodec
 from inverity.stages.learned.entropy import LatentCodec
-from inverity.stages.learned.model import ScaleHyperprior
 
 
 def _codec(base: LatentCodec, ckpt: Path) -> LatentCodec:
@@ -39,12 +36,7 @@ def _codec(base: LatentCodec, ckpt: Path) -> LatentCodec:
     info = zoo.model_info(ck["config"]["base"])
     if info.sha256 != ck["config"]["base_sha256"]:
         raise SystemExit(f"{ckpt}: trained on other {info.name} weights than the installed ones")
-    m = ScaleHyperprior(info.N, info.M, info.lambdas, ck["config"].get("Ns"))
-    m.load_state_dict({**copy.deepcopy(base.model.state_dict()), **ck["decoder"]})
-    m.eval()
-    if isinstance(base, CheckerboardCodec):
-        return CheckerboardCodec(m, base.tables, base.context)
-    return LatentCodec(m, base.tables)
+    return zoo.with_decoder(base, ck["decoder"], ck["config"].get("Ns"))
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -37,9 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...errors import ContainerError
-from .entropy import (LatentCodec, ZTables, decode_y, decode_z, deterministic_cpu, encode_y, encode_z, finish,
-                      new_decoder, new_encoder, scale_indexes)
+from .entropy import (LatentCodec, ZTables, decode_y, deterministic_cpu, encode_y, encode_z, finish, new_encoder,
+                      scale_indexes)
 from .model import SCALE_MIN, ScaleHyperprior
 
 __all__ = ["CONTEXT_KIND", "CheckerboardContext", "CheckerboardCodec", "anchor_mask", "context_params",
@@ -150,14 +149,9 @@ class CheckerboardCodec(LatentCodec):
         encode_y(enc, s_n, idx_c)
         return finish(enc)
 
-    def decode_latents(self, payload: bytes, height: int, width: int) -> Tensor:
-        ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
-        try:
-            dec = new_decoder(payload)
-            z_hat = decode_z(dec, self.tables, (self.model.N, ph // 64, pw // 64))
-            return decode_two_pass(dec, self._hyper(z_hat), self._second_pass, anchor_mask(ph // 16, pw // 16))
-        except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:
-            raise ContainerError(f"learned: payload does not decode ({type(exc).__name__}: {exc})") from None
+    def _decode_y(self, dec: Any, z_hat: np.ndarray) -> Tensor:
+        hyper = self._hyper(z_hat)
+        return decode_two_pass(dec, hyper, self._second_pass, anchor_mask(*hyper.shape[-2:]))
 
 
 # -- the decoder's steps, on whatever device and dtype the modules are (CPU float64 in the codec; another

@@ -425,10 +425,14 @@ class LatentCodec:
         try:
             dec = new_decoder(payload)
             z_hat = decode_z(dec, self.tables, (self.model.N, ph // 64, pw // 64))
-            means, idx = self.entropy_parameters(z_hat)
-            s = decode_y(dec, idx)
+            return self._decode_y(dec, z_hat)
         except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:
             raise ContainerError(f"learned: payload does not decode ({type(exc).__name__}: {exc})") from None
+
+    def _decode_y(self, dec: Any, z_hat: np.ndarray) -> Tensor:
+        """ŷ' from the rest of the stream once ẑ is read (a context model decodes y in its own passes)."""
+        means, idx = self.entropy_parameters(z_hat)
+        s = decode_y(dec, idx)
         return torch.from_numpy(s.astype(np.float64))[None] + means
 
     def synthesize(self, y_hat: Tensor, q: int, height: int, width: int) -> np.ndarray:

@@ -311,6 +311,10 @@ def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | o
     arch = {"N": binfo.N, "M": binfo.M, "lambdas": list(binfo.lambdas),
             **({"context": binfo.context} if binfo.context else {}), **({"Ns": cfg["Ns"]} if cfg.get("Ns") else {})}
     state = {k: v.detach().float().contiguous() for k, v in ck["decoder"].items()}
+    # timed (and shown to fit its base) in memory, before anything is written
+    base_codec = zoo.load_codec(binfo.name, d)[0]
+    speed = side_by_side_speed(zoo.with_decoder(base_codec, state, cfg.get("Ns")), base_codec, binfo,
+                               synthetic_image(*timing_shape), repeats)
     buf = io.BytesIO()
     torch.save({"format": zoo.WEIGHTS_FORMAT, "architecture": arch, "state_dict": state,
                 "delta_of": {"name": binfo.name, "version": binfo.version, "sha256": binfo.sha256}}, buf)
@@ -325,8 +329,8 @@ def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | o
     reg["models"][name] = {
         "version": ver, "file": fname, "sha256": sha, "bytes": len(buf.getvalue()), "architecture": arch,
         "delta_of": binfo.name, "qualities": len(binfo.lambdas),
-        "decode_ms_per_mp": binfo.decode_ms_per_mp, "encode_ms_per_mp": binfo.encode_ms_per_mp,
-        "ood_stats": base_entry.get("ood_stats") or f"{binfo.name}.ood.json",
+        "decode_ms_per_mp": speed["decode_ms_per_mp"], "encode_ms_per_mp": speed["encode_ms_per_mp"],
+        "timing": speed, "ood_stats": base_entry.get("ood_stats") or f"{binfo.name}.ood.json",
         "provenance": {
             "paper": "decoder fine-tune on hard-quantised latents (Minnen & Singh 2020, arXiv 2007.08739) of "
                      f"the frozen {binfo.name}" + (" with an MSE + MS-SSIM objective (Wang et al. 2003)"
@@ -348,12 +352,6 @@ def export_delta(checkpoint: str | os.PathLike[str], name: str, *, wdir: str | o
     }
     if make_default:
         reg["default"] = name
-    zoo.write_registry(reg, d)
-    codec = zoo.load_codec(name, d)[0]
-    speed = side_by_side_speed(codec, zoo.load_codec(binfo.name, d)[0], binfo, synthetic_image(*timing_shape), repeats)
-    reg = zoo.read_registry(d)
-    reg["models"][name].update({"decode_ms_per_mp": speed["decode_ms_per_mp"],
-                                "encode_ms_per_mp": speed["encode_ms_per_mp"], "timing": speed})
     zoo.write_registry(reg, d)
     print(f"exported {checkpoint} (step {ck['step']}, {cfg['loss']}) as {name} v{ver} = {binfo.name} + "
           f"{len(state)} decoder tensors ({len(buf.getvalue())} bytes, sha256 {sha[:16]}…)")

@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # torch is imported lazily
 __all__ = [
     "DEFAULT_MODEL", "WEIGHTS_ENV", "WEIGHTS_FORMAT", "ModelInfo", "weights_dir", "read_registry", "list_models",
     "default_model", "model_info", "load_model", "load_codec", "ood_stats_path", "sha256_file", "clear_cache",
-    "write_registry",
+    "write_registry", "with_decoder",
 ]
 
 #: the model the learned stage uses when none is named (the registry may name another as "default")
@@ -214,12 +214,30 @@ def _read_weights(info: ModelInfo) -> dict[str, Any]:
     return blob
 
 
-def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
-    """A decoder fine-tune: its base (sha256-checked on its own), with this file's tensors overlaid."""
+def with_decoder(base: LatentCodec, tensors: dict[str, Any], Ns: int | None = None) -> LatentCodec:
+    """A codec of ``base``'s class, z tables and context whose model is ``base``'s with ``tensors`` overlaid
+    (a decoder fine-tune: g_s, of width ``Ns`` if given, and the inverse gains), frozen, in eval mode.
+
+    What a delta model loads as (:func:`load_codec`), and how its exporter and the decoder benchmark try a
+    checkpoint before it is registered. ``load_state_dict``'s ``RuntimeError`` says which tensors do not fit.
+    """
     from .context import CheckerboardCodec
     from .entropy import LatentCodec
     from .model import ScaleHyperprior
 
+    m0 = base.model
+    model = ScaleHyperprior(m0.N, m0.M, m0.lambdas, Ns)
+    model.load_state_dict({**m0.state_dict(), **tensors}, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if isinstance(base, CheckerboardCodec):
+        return CheckerboardCodec(model, base.tables, base.context)
+    return LatentCodec(model, base.tables)
+
+
+def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
+    """A decoder fine-tune: its base (sha256-checked on its own), with this file's tensors overlaid."""
     assert info.delta_of is not None
     if model_info(info.delta_of, info.path.parent).delta_of:  # one level only: no chains, no cycles
         raise ModelError(f"weights for model {info.name}: its base {info.delta_of} is itself a delta model")
@@ -232,24 +250,17 @@ def _load_delta(info: ModelInfo) -> tuple[ScaleHyperprior, LatentCodec]:
     if (binfo.N, binfo.M, binfo.lambdas, binfo.context) != (info.N, info.M, info.lambdas, info.context):
         raise ModelError(f"weights for model {info.name}: architecture differs from its base {info.delta_of} "
                          "(a delta may only change the synthesis width Ns)")
-    state = dict(base_model.state_dict())
     delta = blob.get("state_dict")
-    if not isinstance(delta, dict) or not delta or set(delta) - set(state):
-        extra = sorted(set(delta or {}) - set(state))[:2] if isinstance(delta, dict) else "not a table"
+    known = set(base_model.state_dict())
+    if not isinstance(delta, dict) or not delta or set(delta) - known:
+        extra = sorted(set(delta or {}) - known)[:2] if isinstance(delta, dict) else "not a table"
         raise ModelError(f"weights for model {info.name}: incompatible delta tensors ({extra or 'none'})")
-    state.update(delta)
-    model = ScaleHyperprior(info.N, info.M, info.lambdas, info.Ns)
     try:
-        model.load_state_dict(state, strict=True)
+        codec = with_decoder(base_codec, delta, info.Ns)
     except RuntimeError as exc:
         raise ModelError(f"weights for model {info.name}: incompatible with its base: "
                          f"{str(exc).strip().splitlines()[0]}") from None
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if isinstance(base_codec, CheckerboardCodec):
-        return model, CheckerboardCodec(model, base_codec.tables, base_codec.context)
-    return model, LatentCodec(model, base_codec.tables)
+    return codec.model, codec
 
 
 def _stat_chain(info: ModelInfo) -> tuple[tuple[int, int, int], ...]:
